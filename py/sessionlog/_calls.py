@@ -1,0 +1,301 @@
+"""What every adapter shares: the table of SQL functions, the statement and
+argument preparation, the result conversion, the retry policy, and the sync
+method set (``SessionLog`` and ``SupabaseSessionLog`` inherit it).
+
+Each method passes its arguments (``locals()``) to ``self._call(name, args)``;
+arguments left at ``None`` are not sent, so the SQL side applies its default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from . import errors
+from .results import (
+    AuthDecision,
+    BehavioralVector,
+    DecisionStored,
+    InteractionLogged,
+    Message,
+    MessageLogged,
+    Result,
+    Session,
+    SessionCreated,
+    SessionDeleted,
+    UserForgotten,
+    VectorStored,
+)
+
+JSONB_PARAMS = frozenset({"metadata", "messages"})
+VECTOR_PARAMS = frozenset({"vector"})
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One SQL function ``public.<name>``: parameters in order, result shape."""
+
+    name: str
+    params: tuple[str, ...]
+    result: type[Result]
+    listing: bool = False
+
+
+CALLS: dict[str, Call] = {c.name: c for c in (
+    Call("create_session", ("user_id", "session_id", "title", "metadata"), SessionCreated),
+    Call("log_message", ("user_id", "session_id", "role", "content", "model", "tokens",
+                         "metadata", "client_message_id"), MessageLogged),
+    Call("log_messages", ("messages",), MessageLogged, listing=True),
+    Call("log_interaction", ("user_id", "session_id", "prompt", "response", "model", "tokens",
+                             "metadata", "client_message_id"), InteractionLogged),
+    Call("store_behavioral_vector", ("user_id", "session_id", "vector", "event_type",
+                                     "metadata"), VectorStored),
+    Call("store_auth_decision", ("user_id", "session_id", "decision", "confidence",
+                                 "risk_score", "risk_level", "metadata"), DecisionStored),
+    Call("get_behavioral_vectors", ("session_id", "user_id", "max_rows"), BehavioralVector,
+         listing=True),
+    Call("get_auth_decisions", ("session_id", "user_id", "max_rows"), AuthDecision,
+         listing=True),
+    Call("get_messages", ("session_id", "user_id", "after_position", "max_rows"), Message,
+         listing=True),
+    Call("list_sessions", ("user_id", "max_rows", "before"), Session, listing=True),
+    Call("delete_session", ("session_id", "user_id"), SessionDeleted),
+    Call("forget_user", ("user_id",), UserForgotten),
+)}
+
+
+# --- arguments -------------------------------------------------------------
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_dumps = functools.partial(json.dumps, default=_json_default)
+
+
+def _jsonable(value: Any) -> Any:
+    """UUIDs and datetimes (at any depth) as strings, tuples as lists."""
+    return json.loads(_dumps(value))
+
+
+def _given(call: Call, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments not left at None; UUIDs as text, vectors as floats."""
+    given = {}
+    for name in call.params:
+        value = args.get(name)
+        if value is None:
+            continue
+        if isinstance(value, uuid.UUID):
+            value = str(value)
+        elif name in VECTOR_PARAMS:
+            value = [float(x) for x in value]
+        given[name] = value
+    return given
+
+
+@functools.lru_cache(maxsize=512)
+def statement(name: str, params: tuple[str, ...]) -> sql.Composed:
+    """``select * from public.<name>(<p> => %(p)s, ...)``"""
+    return sql.SQL("select * from {}.{}({})").format(
+        sql.Identifier("public"),
+        sql.Identifier(name),
+        sql.SQL(", ").join(
+            sql.SQL("{} => {}").format(sql.Identifier(p), sql.Placeholder(p)) for p in params
+        ),
+    )
+
+
+def sql_call(name: str, args: Mapping[str, Any]) -> tuple[Call, sql.Composed, dict[str, Any]]:
+    """The psycopg statement and parameters for one call."""
+    call = CALLS[name]
+    params = _given(call, args)
+    for key in JSONB_PARAMS.intersection(params):
+        params[key] = Jsonb(params[key], dumps=_dumps)
+    return call, statement(name, tuple(params)), params
+
+
+def json_params(call: Call, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON body of ``rpc(name, params)`` for one call."""
+    params: dict[str, Any] = _jsonable(_given(call, args))
+    return params
+
+
+# --- results ---------------------------------------------------------------
+
+def convert(call: Call, rows: Any) -> Any:
+    """Rows (a list, or one JSON object from PostgREST) to the result type."""
+    if isinstance(rows, Mapping):
+        rows = [rows]
+    if call.listing:
+        return [call.result.from_row(row) for row in rows]
+    if len(rows) != 1:
+        raise errors.SessionLogError(f"{call.name} returned {len(rows)} rows, expected one")
+    return call.result.from_row(rows[0])
+
+
+# --- retries ---------------------------------------------------------------
+
+MAX_ATTEMPTS = 5
+_BASE_DELAY = 0.01  # seconds; doubled each attempt, full jitter
+
+
+def retryable(exc: psycopg.Error) -> bool:
+    """40001 serialization failure or 40P01 deadlock."""
+    return exc.sqlstate in ("40001", "40P01")
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based)."""
+    return random.uniform(0, _BASE_DELAY * 2 ** attempt)
+
+
+# --- the sync method set ---------------------------------------------------
+
+class SyncAPI:
+    """One method per SQL function; subclasses provide ``_call``."""
+
+    def _call(self, name: str, args: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def create_session(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | uuid.UUID | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> SessionCreated:
+        """``log.create_session(user_id="u1", title="Support chat")``"""
+        return self._call("create_session", locals())
+
+    def log_message(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | uuid.UUID,
+        role: str,
+        content: str,
+        model: str | None = None,
+        tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        client_message_id: str | None = None,
+    ) -> MessageLogged:
+        """``log.log_message(user_id="u1", session_id="chat-1", role="user", content="hi")``"""
+        return self._call("log_message", locals())
+
+    def log_messages(self, *, messages: Sequence[Mapping[str, Any]]) -> list[MessageLogged]:
+        """``log.log_messages(messages=[{"user_id": "u1", "session_id": "chat-1",
+        "role": "user", "content": "hi"}])``"""
+        return self._call("log_messages", locals())
+
+    def log_interaction(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | uuid.UUID,
+        prompt: str,
+        response: str,
+        model: str | None = None,
+        tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        client_message_id: str | None = None,
+    ) -> InteractionLogged:
+        """``log.log_interaction(user_id="u1", session_id="chat-1", prompt="2+2?",
+        response="4", model="gpt-4o")``"""
+        return self._call("log_interaction", locals())
+
+    def store_behavioral_vector(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | uuid.UUID,
+        vector: Sequence[float],
+        event_type: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> VectorStored:
+        """``log.store_behavioral_vector(user_id="u1", session_id="chat-1",
+        vector=[0.1, 0.9], event_type="typing")``"""
+        return self._call("store_behavioral_vector", locals())
+
+    def store_auth_decision(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | uuid.UUID,
+        decision: str,
+        confidence: float | None = None,
+        risk_score: float | None = None,
+        risk_level: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> DecisionStored:
+        """``log.store_auth_decision(user_id="u1", session_id="chat-1",
+        decision="allow", confidence=0.97, risk_level="low")``"""
+        return self._call("store_auth_decision", locals())
+
+    def get_behavioral_vectors(
+        self,
+        *,
+        session_id: str | uuid.UUID,
+        user_id: str | None = None,
+        max_rows: int = 100,
+    ) -> list[BehavioralVector]:
+        """``log.get_behavioral_vectors(session_id="chat-1", user_id="u1")``"""
+        return self._call("get_behavioral_vectors", locals())
+
+    def get_auth_decisions(
+        self,
+        *,
+        session_id: str | uuid.UUID,
+        user_id: str | None = None,
+        max_rows: int = 100,
+    ) -> list[AuthDecision]:
+        """``log.get_auth_decisions(session_id="chat-1", user_id="u1")``"""
+        return self._call("get_auth_decisions", locals())
+
+    def get_messages(
+        self,
+        *,
+        session_id: str | uuid.UUID,
+        user_id: str | None = None,
+        after_position: int = 0,
+        max_rows: int = 100,
+    ) -> list[Message]:
+        """``log.get_messages(session_id="chat-1", user_id="u1", after_position=100)``"""
+        return self._call("get_messages", locals())
+
+    def list_sessions(
+        self,
+        *,
+        user_id: str | None = None,
+        max_rows: int = 50,
+        before: dt.datetime | None = None,
+    ) -> list[Session]:
+        """``log.list_sessions(user_id="u1", before=page[-1].last_activity_at)``"""
+        return self._call("list_sessions", locals())
+
+    def delete_session(
+        self,
+        *,
+        session_id: str | uuid.UUID,
+        user_id: str | None = None,
+    ) -> SessionDeleted:
+        """``log.delete_session(session_id="chat-1", user_id="u1")``"""
+        return self._call("delete_session", locals())
+
+    def forget_user(self, *, user_id: str) -> UserForgotten:
+        """``log.forget_user(user_id="u1")``"""
+        return self._call("forget_user", locals())

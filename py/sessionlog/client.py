@@ -1,0 +1,131 @@
+"""``SessionLog``: the sync client over psycopg 3.
+
+Three ways to build one::
+
+    with SessionLog("postgresql://app@db/app") as log:  # owns a pool, closed on exit
+        log.log_message(user_id="u1", session_id="chat-1", role="user", content="hi")
+
+    log = SessionLog.from_pool(pool)   # a psycopg_pool.ConnectionPool you manage
+    log = SessionLog.from_connection(conn)  # runs inside the caller's transaction
+
+Every method is one ``select * from public.<fn>(...)``; see ``SyncAPI`` for
+the method set. 40001/40P01 are retried only when the call owns its
+transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from . import _calls
+from .errors import from_psycopg
+
+
+class SessionLog(_calls.SyncAPI):
+    """The sessionlog API over a psycopg connection pool or one connection."""
+
+    _pool: ConnectionPool[Any] | None
+    _conn: psycopg.Connection[Any] | None
+    _owns_pool: bool
+
+    def __init__(self, dsn: str, **pool_options: Any) -> None:
+        """``SessionLog("postgresql://app@db/app")``: opens its own pool.
+
+        The pool has ``min_size=1`` and autocommit connections (each call is
+        one statement and one transaction); ``pool_options`` go to
+        ``ConnectionPool`` and override these.
+        """
+        options: dict[str, Any] = {"min_size": 1, "kwargs": {"autocommit": True}}
+        options.update(pool_options)
+        self._setup(ConnectionPool(dsn, open=True, **options), None, owns_pool=True)
+
+    @classmethod
+    def from_pool(cls, pool: ConnectionPool[Any]) -> SessionLog:
+        """``SessionLog.from_pool(pool)``: uses, never closes, the pool."""
+        return cls.__new__(cls)._setup(pool, None, owns_pool=False)
+
+    @classmethod
+    def from_connection(cls, conn: psycopg.Connection[Any]) -> SessionLog:
+        """``SessionLog.from_connection(conn)``: runs on ``conn`` as it is
+        (inside the caller's transaction, if any); never commits or closes it."""
+        return cls.__new__(cls)._setup(None, conn, owns_pool=False)
+
+    def _setup(
+        self,
+        pool: ConnectionPool[Any] | None,
+        conn: psycopg.Connection[Any] | None,
+        *,
+        owns_pool: bool,
+    ) -> SessionLog:
+        self._pool, self._conn, self._owns_pool = pool, conn, owns_pool
+        return self
+
+    def close(self) -> None:
+        """Close the pool if this object opened it (``SessionLog(dsn)``)."""
+        if self._owns_pool and self._pool is not None:
+            self._pool.close()
+
+    def __enter__(self) -> SessionLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, name: str, args: dict[str, Any]) -> Any:
+        call, query, params = _calls.sql_call(name, args)
+        attempt = 1
+        while True:
+            owned = self._owns_transaction()
+            try:
+                rows = self._fetch(query, params, owned)
+            except psycopg.Error as exc:
+                if owned and attempt < _calls.MAX_ATTEMPTS and _calls.retryable(exc):
+                    time.sleep(_calls.backoff(attempt))
+                    attempt += 1
+                    continue
+                raise from_psycopg(exc) from exc
+            return _calls.convert(call, rows)
+
+    def _owns_transaction(self) -> bool:
+        """True unless the caller's connection is inside its own transaction."""
+        conn = self._conn
+        return (
+            conn is None
+            or conn.autocommit
+            or conn.info.transaction_status == TransactionStatus.IDLE
+        )
+
+    def _fetch(self, query: sql.Composed, params: dict[str, Any], owned: bool) -> list[Any]:
+        if self._conn is None:
+            assert self._pool is not None
+            with self._pool.connection() as conn:  # commits on exit
+                return _run(conn, query, params)
+        try:
+            return _run(self._conn, query, params)
+        except psycopg.Error:
+            if owned and not self._conn.autocommit:
+                # The failed transaction held only this call: end it, so the
+                # caller's next statement does not meet 25P02.
+                with contextlib.suppress(psycopg.Error):
+                    self._conn.rollback()
+            raise
+
+
+def _run(conn: psycopg.Connection[Any], query: sql.Composed, params: dict[str, Any]) -> list[Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall()

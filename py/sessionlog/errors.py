@@ -1,0 +1,126 @@
+"""One exception hierarchy, mapped from SQLSTATE.
+
+psql, psycopg and PostgREST all see the same SQLSTATE, so every adapter
+raises the same classes::
+
+    try:
+        log.log_message(user_id="u1", session_id="chat-1", role="robot", content="hi")
+    except InvalidArgument as exc:
+        print(exc.sqlstate, exc.message, exc.hint)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+
+
+class SessionLogError(Exception):
+    """Base class: any error raised by a sessionlog call.
+
+    ``sqlstate`` is the PostgreSQL SQLSTATE (or PostgREST code such as
+    ``PGRST202``), ``None`` when the server never answered.
+    """
+
+    sqlstate: str | None
+    message: str
+    detail: str | None
+    hint: str | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sqlstate: str | None = None,
+        detail: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.sqlstate = sqlstate
+        self.detail = detail
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = f"{self.message} (hint: {self.hint})" if self.hint else self.message
+        return " ".join(text.splitlines())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(sqlstate={self.sqlstate!r}, message={self.message!r})"
+
+
+class InvalidArgument(SessionLogError):
+    """22xxx: a bad argument (empty or oversized id, unknown role, bad vector…)."""
+
+
+class NotOwner(SessionLogError):
+    """42501: the session belongs to another user, or the caller may not act
+    for this user (also: permission denied for the function)."""
+
+
+class IdempotencyConflict(SessionLogError):
+    """23505: a ``client_message_id`` reused with a different payload."""
+
+
+class SerializationFailure(SessionLogError):
+    """40001 / 40P01: a serialization failure or deadlock (retried when safe)."""
+
+
+class ConnectionFailed(SessionLogError):
+    """08xxx, or no connection at all (server unreachable, pool timeout)."""
+
+
+_EXACT: dict[str, type[SessionLogError]] = {
+    "42501": NotOwner,
+    "23505": IdempotencyConflict,
+    "40001": SerializationFailure,
+    "40P01": SerializationFailure,
+}
+_CLASS: dict[str, type[SessionLogError]] = {
+    "22": InvalidArgument,
+    "08": ConnectionFailed,
+}
+
+
+def error_class(sqlstate: str | None) -> type[SessionLogError]:
+    """The exception class for a SQLSTATE (``SessionLogError`` if unmapped)."""
+    if not sqlstate or len(sqlstate) != 5:  # e.g. PGRST202 or an HTTP status
+        return SessionLogError
+    return _EXACT.get(sqlstate) or _CLASS.get(sqlstate[:2], SessionLogError)
+
+
+def from_sqlstate(
+    sqlstate: str | None,
+    message: str,
+    detail: str | None = None,
+    hint: str | None = None,
+) -> SessionLogError:
+    """``from_sqlstate("22023", "unknown role: robot")`` -> InvalidArgument."""
+    return error_class(sqlstate)(message, sqlstate=sqlstate, detail=detail, hint=hint)
+
+
+def from_psycopg(exc: psycopg.Error) -> SessionLogError:
+    """Map a psycopg error, reading its diagnostics (``exc.diag``)."""
+    diag = exc.diag
+    sqlstate = diag.sqlstate or exc.sqlstate
+    message = diag.message_primary or str(exc).strip() or type(exc).__name__
+    if sqlstate is None and isinstance(exc, psycopg.OperationalError):
+        # connection refused, authentication failed, pool timeout or closed
+        return ConnectionFailed(message)
+    return from_sqlstate(sqlstate, message, diag.message_detail, diag.message_hint)
+
+
+def from_postgrest(error: Any) -> SessionLogError:
+    """Map a postgrest ``APIError`` or an error body ``{code, message, details, hint}``."""
+    def get(key: str) -> Any:
+        return error.get(key) if isinstance(error, Mapping) else getattr(error, key, None)
+
+    details = get("details")
+    return from_sqlstate(
+        get("code"),
+        get("message") or str(error),
+        None if details is None else str(details),
+        get("hint"),
+    )

@@ -1,0 +1,352 @@
+-- Private helpers of the public functions: argument checks that name the
+-- argument and the bad value, the caller's identity, and finding or creating
+-- the caller's session. They run as the caller (SECURITY INVOKER).
+
+-- The message of a 22023 (invalid_parameter_value) error:
+-- "invalid <argument> <value>: <problem>", the value quoted and cut short.
+create or replace function sessionlog._invalid(argument text, value text, problem text)
+    returns text
+    immutable
+    parallel safe
+    security invoker
+    set search_path = ''
+    language sql
+    return pg_catalog.format('invalid %s %s: %s', argument,
+        case
+            when value is null then 'NULL'
+            when pg_catalog.char_length(value) > 60
+                then pg_catalog.quote_literal(pg_catalog.left(value, 60)) || '...'
+            else pg_catalog.quote_literal(value)
+        end,
+        problem);
+
+-- An identifier (user id, session token, client message id, event type):
+-- trimmed, then 1 to 255 characters without control characters.
+create or replace function sessionlog._id(value text, argument text)
+    returns text
+    immutable
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+declare
+    trimmed text := pg_catalog.btrim(value, E' \t\n\r\f\x0B');
+begin
+    if sessionlog._is_valid_id(trimmed) then
+        return trimmed;
+    end if;
+    raise exception using
+        errcode = 'invalid_parameter_value',
+        message = sessionlog._invalid(argument, value,
+            case
+                when value is null then 'is required'
+                when trimmed = '' then 'is empty once surrounding whitespace is trimmed'
+                when pg_catalog.char_length(trimmed) > 255 then pg_catalog.format(
+                    'has %s characters, at most 255 are allowed', pg_catalog.char_length(trimmed))
+                else 'contains a control character'
+            end),
+        hint = pg_catalog.format('%s is text of 1 to 255 characters without control characters, '
+            'e.g. a UUID, ''test-user-123'' or ''user_2abc''', argument);
+end
+$$;
+
+-- A session address: the 8-4-4-4-12 hex form of a UUID is the session's id,
+-- any other string is a token naming one of the user's sessions.
+create or replace function sessionlog._session_ref(
+    value text,
+    argument text,
+    out session_uuid uuid,
+    out session_token text)
+    immutable
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+declare
+    trimmed text := pg_catalog.btrim(value, E' \t\n\r\f\x0B');
+begin
+    if trimmed operator(pg_catalog.~)
+        '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' then
+        session_uuid := trimmed::uuid;
+    else
+        session_token := sessionlog._id(value, argument);
+    end if;
+end
+$$;
+
+-- One of an enumeration, matched trimmed and case-insensitively, returned in
+-- lower case.
+create or replace function sessionlog._choice(value text, argument text, accepted text[])
+    returns text
+    immutable
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+declare
+    normalized text := pg_catalog.lower(pg_catalog.btrim(value, E' \t\n\r\f\x0B'));
+begin
+    if normalized = any (accepted) then
+        return normalized;
+    end if;
+    raise exception using
+        errcode = 'invalid_parameter_value',
+        message = sessionlog._invalid(argument, value,
+            case when value is null then 'is required' else 'is not accepted' end),
+        hint = pg_catalog.format('%s is one of: %s', argument, pg_catalog.array_to_string(accepted, ', '));
+end
+$$;
+
+-- A decision as stored: 'deny' is an accepted spelling of 'block'.
+create or replace function sessionlog._decision(value text, argument text)
+    returns text
+    immutable
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+begin
+    if pg_catalog.lower(pg_catalog.btrim(value, E' \t\n\r\f\x0B')) = 'deny' then
+        return 'block';
+    end if;
+    return sessionlog._choice(value, argument,
+        sessionlog._decisions() operator(pg_catalog.||) 'deny'::text);
+end
+$$;
+
+-- Metadata: a JSON object; NULL means {}.
+create or replace function sessionlog._metadata(value jsonb, argument text)
+    returns jsonb
+    immutable
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+begin
+    if value is null then
+        return '{}';
+    elsif pg_catalog.jsonb_typeof(value) = 'object' then
+        return value;
+    end if;
+    raise exception using
+        errcode = 'invalid_parameter_value',
+        message = sessionlog._invalid(argument, pg_catalog.left(value::text, 200),
+            pg_catalog.format('is a JSON %s, not an object', pg_catalog.jsonb_typeof(value))),
+        hint = pg_catalog.format('%s is a JSON object such as {"source": "web"}, or NULL for {}', argument);
+end
+$$;
+
+-- A number in [0, 1], or NULL.
+create or replace function sessionlog._unit_interval(value float8, argument text)
+    returns float8
+    immutable
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+begin
+    if value is null or (value >= 0 and value <= 1) then
+        return value;
+    end if;
+    raise exception using
+        errcode = 'invalid_parameter_value',
+        message = sessionlog._invalid(argument, value::text,
+            'is outside [0, 1]'),
+        hint = pg_catalog.format('%s is a number from 0 to 1, or NULL', argument);
+end
+$$;
+
+-- A listing's max_rows: NULL means the default; 1 to 10000.
+create or replace function sessionlog._max_rows(value integer, default_rows integer)
+    returns integer
+    immutable
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+begin
+    if value is null then
+        return default_rows;
+    elsif value between 1 and 10000 then
+        return value;
+    end if;
+    raise exception using
+        errcode = 'invalid_parameter_value',
+        message = sessionlog._invalid('max_rows', value::text,
+            'is outside 1 to 10000'),
+        hint = 'page through longer listings with after_position or before';
+end
+$$;
+
+-- The user a call acts for. A caller under row-level security (the
+-- `authenticated` role of Supabase/PostgREST) acts for the JWT subject only:
+-- user_id may be omitted and, if given, must be that subject. Other callers
+-- (service_role, the owner) act for any user and name it, unless `required`
+-- is false (a session addressed by uuid needs no user).
+create or replace function sessionlog._acting_user(
+    user_id text,
+    required boolean default true,
+    argument text default 'user_id')
+    returns text
+    stable
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+declare
+    subject text;
+    requested text;
+begin
+    if pg_catalog.row_security_active('sessionlog.sessions'::regclass) then
+        subject := sessionlog._jwt_sub();
+        if subject is null then
+            raise exception using
+                errcode = 'insufficient_privilege',
+                message = 'no authenticated user: request.jwt.claims carries no "sub"',
+                hint = 'call as service_role, or with the JWT of a signed-in user';
+        end if;
+        if user_id is null then
+            return subject;
+        end if;
+        requested := sessionlog._id(user_id, argument);
+        if requested is distinct from subject then
+            raise exception using
+                errcode = 'insufficient_privilege',
+                message = pg_catalog.format(
+                    '%s %L is not the authenticated user', argument, requested),
+                detail = pg_catalog.format('the JWT subject is %L', subject),
+                hint = 'omit user_id to act as the authenticated user';
+        end if;
+        return requested;
+    end if;
+    if user_id is null and not required then
+        return null;
+    end if;
+    return sessionlog._id(user_id, argument);
+end
+$$;
+
+-- Raises 42501 for a write into another user's session.
+create or replace function sessionlog._not_owner(session_uuid uuid, argument text)
+    returns void
+    immutable
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+begin
+    raise exception using
+        errcode = 'insufficient_privilege',
+        message = pg_catalog.format('%s %s belongs to another user', argument, session_uuid),
+        hint = 'a session belongs to the user who created it: use a new UUID, '
+            'or a session token, for this user';
+end
+$$;
+
+-- Finds the user's session, creating the user and the session when missing
+-- (INSERT ... ON CONFLICT DO NOTHING, so concurrent first writes agree on one
+-- row), and locks it. With new_messages set, it also reserves that many
+-- positions and moves last_activity_at in the same statement: the common
+-- case costs one UPDATE. With new_messages NULL it only locks the row, for a
+-- caller that must look before it writes (idempotency keys).
+create or replace function sessionlog._claim_session(
+    acting_user text,
+    session_uuid uuid,
+    session_token text,
+    new_messages integer,
+    argument text,
+    out session_id uuid,
+    out first_position bigint,
+    out session_created boolean,
+    out user_created boolean)
+    volatile
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+#variable_conflict use_column
+begin
+    session_created := false;
+    user_created := false;
+    session_id := session_uuid;
+    if session_id is null then
+        select s.id into session_id
+        from sessionlog.sessions s
+        where s.user_id = acting_user and s.token = session_token;
+    end if;
+    for attempt in 1..2 loop
+        if session_id is not null then
+            if new_messages is null then
+                perform from sessionlog.sessions s
+                where s.id = _claim_session.session_id and s.user_id = acting_user
+                for no key update;
+            else
+                update sessionlog.sessions s
+                set message_count = s.message_count + new_messages,
+                    last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
+                where s.id = _claim_session.session_id and s.user_id = acting_user
+                returning s.message_count - new_messages + 1 into first_position;
+            end if;
+            exit when found;
+            if attempt = 2 or session_token is not null then
+                perform sessionlog._not_owner(session_id, argument);
+            end if;
+        end if;
+        insert into sessionlog.users (id) values (acting_user) on conflict do nothing;
+        user_created := found;
+        if session_token is null then
+            insert into sessionlog.sessions (id, user_id)
+            values (_claim_session.session_id, acting_user)
+            on conflict (id) do nothing;
+            session_created := found;
+        else
+            insert into sessionlog.sessions (id, user_id, token)
+            values (pg_catalog.gen_random_uuid(), acting_user, session_token)
+            on conflict (user_id, token) do nothing
+            returning id into session_id;
+            session_created := found;
+            if not session_created then
+                select s.id into session_id
+                from sessionlog.sessions s
+                where s.user_id = acting_user and s.token = session_token;
+            end if;
+        end if;
+    end loop;
+end
+$$;
+
+revoke all on all functions in schema sessionlog from public;
+grant execute on all functions in schema sessionlog to authenticated, service_role;
+
+-- The session a read or a delete addresses, or NULLs when there is none the
+-- caller may see: for an `authenticated` caller another user's session does
+-- not exist. A trusted caller may address a session by uuid alone.
+create or replace function sessionlog._find_session(
+    session_id text,
+    user_id text,
+    out found_session_id uuid,
+    out found_user_id text)
+    stable
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+#variable_conflict use_column
+declare
+    acting_user text := sessionlog._acting_user(_find_session.user_id, false);
+    ref record := sessionlog._session_ref(_find_session.session_id, 'session_id');
+begin
+    if ref.session_token is not null and acting_user is null then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = sessionlog._invalid('user_id', null,
+                'is required to address a session by token'),
+            hint = 'give user_id, or address the session by its UUID';
+    end if;
+    select s.id, s.user_id into found_session_id, found_user_id
+    from sessionlog.sessions s
+    where case when ref.session_uuid is not null
+               then s.id = ref.session_uuid and (acting_user is null or s.user_id = acting_user)
+               else s.user_id = acting_user and s.token = ref.session_token end;
+end
+$$;

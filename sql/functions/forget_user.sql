@@ -1,0 +1,33 @@
+-- Deletes a user and everything of theirs (the right to be forgotten).
+create or replace function public.forget_user(user_id text default null)
+    returns sessionlog.forget_user_result
+    volatile
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+#variable_conflict use_column
+declare
+    acting_user text := sessionlog._acting_user(forget_user.user_id);
+    result sessionlog.forget_user_result := (false, 0, 0, 0, 0);
+begin
+    -- Lock the user's sessions first, so that concurrent writes finish before we count.
+    perform from sessionlog.sessions s where s.user_id = acting_user order by s.id for update;
+    delete from sessionlog.messages m where m.user_id = acting_user;
+    get diagnostics result.messages_deleted = row_count;
+    delete from sessionlog.behavioral_vectors v where v.user_id = acting_user;
+    get diagnostics result.behavioral_vectors_deleted = row_count;
+    delete from sessionlog.auth_decisions d where d.user_id = acting_user;
+    get diagnostics result.auth_decisions_deleted = row_count;
+    delete from sessionlog.sessions s where s.user_id = acting_user;
+    get diagnostics result.sessions_deleted = row_count;
+    delete from sessionlog.users u where u.id = acting_user;
+    result.user_deleted := found;
+    return result;
+end
+$$;
+
+comment on function public.forget_user is
+    'Deletes a user with all their sessions, messages, behavioral vectors and auth decisions.';
+revoke all on function public.forget_user from public, anon;
+grant execute on function public.forget_user to authenticated, service_role;

@@ -1,0 +1,41 @@
+-- A session's messages in position order, one page at a time.
+create or replace function public.get_messages(
+    session_id text default null,
+    user_id text default null,
+    after_position bigint default null,
+    max_rows integer default null)
+    returns setof sessionlog.message_row
+    volatile
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+#variable_conflict use_column
+declare
+    target record := sessionlog._find_session(get_messages.session_id, get_messages.user_id);
+    page_size integer := sessionlog._max_rows(get_messages.max_rows, 100);
+begin
+    if get_messages.after_position < 0 then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = sessionlog._invalid('after_position', get_messages.after_position::text,
+                'is negative'),
+            hint = 'after_position is the last position already read, 0 to start';
+    end if;
+    return query
+    select m.id, m.session_id, m.position, m.role, m.content, m.model, m.tokens,
+           m.metadata, m.client_message_id, m.created_at
+    from sessionlog.messages m
+    where m.user_id = target.found_user_id
+      and m.session_id = target.found_session_id
+      and m.position > coalesce(get_messages.after_position, 0)
+    order by m.position
+    limit page_size;
+end
+$$;
+
+comment on function public.get_messages is
+    'A session''s messages in position order: pass the last position read as '
+    'after_position (0 to start) and at most max_rows (default 100) come back.';
+revoke all on function public.get_messages from public, anon;
+grant execute on function public.get_messages to authenticated, service_role;

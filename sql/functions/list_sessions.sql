@@ -1,0 +1,32 @@
+-- A user's sessions, most recently active first.
+create or replace function public.list_sessions(
+    user_id text default null,
+    max_rows integer default null,
+    before timestamptz default null)
+    returns setof sessionlog.session_row
+    volatile
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+#variable_conflict use_column
+declare
+    acting_user text := sessionlog._acting_user(list_sessions.user_id);
+    page_size integer := sessionlog._max_rows(list_sessions.max_rows, 50);
+begin
+    return query
+    select s.id, s.user_id, s.token, s.title, s.metadata, s.created_at,
+           s.last_activity_at, s.message_count
+    from sessionlog.sessions s
+    where s.user_id = acting_user
+      and (list_sessions.before is null or s.last_activity_at < list_sessions.before)
+    order by s.last_activity_at desc, s.id desc
+    limit page_size;
+end
+$$;
+
+comment on function public.list_sessions is
+    'A user''s sessions, most recently active first, with their message counts; '
+    'for the next page pass the last row''s last_activity_at as before.';
+revoke all on function public.list_sessions from public, anon;
+grant execute on function public.list_sessions to authenticated, service_role;

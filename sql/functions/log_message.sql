@@ -1,0 +1,100 @@
+-- Logs one message in one atomic call: the user and the session are created
+-- if they do not exist yet, the message gets the session's next position.
+-- With client_message_id, a retry returns the original row (duplicate) and
+-- writes nothing.
+create or replace function public.log_message(
+    user_id text default null,
+    session_id text default null,
+    role text default null,
+    content text default null,
+    model text default null,
+    tokens integer default null,
+    metadata jsonb default null,
+    client_message_id text default null)
+    returns sessionlog.log_message_result
+    volatile
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+#variable_conflict use_column
+declare
+    acting_user text := sessionlog._acting_user(log_message.user_id);
+    ref record := sessionlog._session_ref(log_message.session_id, 'session_id');
+    checked_role text := sessionlog._choice(log_message.role, 'role', sessionlog._message_roles());
+    checked_metadata jsonb := sessionlog._metadata(log_message.metadata, 'metadata');
+    idempotency_key text;
+    claim record;
+    original record;
+    result sessionlog.log_message_result;
+begin
+    if log_message.content is null then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = sessionlog._invalid('content', null,
+                'is required'),
+            hint = 'content is text; the empty string is allowed';
+    end if;
+    if log_message.tokens < 0 then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = sessionlog._invalid('tokens', log_message.tokens::text,
+                'is negative'),
+            hint = 'tokens is an integer >= 0, or NULL';
+    end if;
+    if log_message.client_message_id is not null then
+        idempotency_key := sessionlog._id(log_message.client_message_id, 'client_message_id');
+    end if;
+
+    if idempotency_key is null then
+        claim := sessionlog._claim_session(acting_user, ref.session_uuid, ref.session_token, 1, 'session_id');
+    else
+        -- Lock the session first: writers of this session queue behind us, so
+        -- the key cannot be taken between our look and our insert.
+        claim := sessionlog._claim_session(acting_user, ref.session_uuid, ref.session_token, null, 'session_id');
+        select m.id, m.position, m.created_at, m.role, m.content, m.model, m.tokens, m.metadata
+        into original
+        from sessionlog.messages m
+        where m.user_id = acting_user
+          and m.session_id = claim.session_id
+          and m.client_message_id = idempotency_key;
+        if found then
+            if (original.role, original.content, original.model, original.tokens, original.metadata)
+                is distinct from
+               (checked_role, log_message.content, log_message.model, log_message.tokens, checked_metadata)
+            then
+                raise exception using
+                    errcode = 'unique_violation',
+                    message = pg_catalog.format(
+                        'client_message_id %L was already used in session %s for a different message',
+                        idempotency_key, claim.session_id),
+                    detail = pg_catalog.format('the message at position %s has that key', original.position),
+                    hint = 'send the original message again to get it back, or use a new client_message_id';
+            end if;
+            return (original.id, claim.session_id, original.position, original.created_at,
+                    false, false, true);
+        end if;
+        update sessionlog.sessions s
+        set message_count = s.message_count + 1,
+            last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
+        where s.id = claim.session_id
+        returning s.message_count into claim.first_position;
+    end if;
+
+    insert into sessionlog.messages
+        (user_id, session_id, position, role, content, model, tokens, metadata, client_message_id)
+    values
+        (acting_user, claim.session_id, claim.first_position, checked_role, log_message.content,
+         log_message.model, log_message.tokens, checked_metadata, idempotency_key)
+    returning id, session_id, position, created_at, claim.session_created, claim.user_created, false
+    into result;
+    return result;
+end
+$$;
+
+comment on function public.log_message is
+    'Logs one message; creates the user and the session if needed, in one atomic call. '
+    'session_id: a UUID or a token unique per user. role: system, user, assistant or tool. '
+    'client_message_id makes a retry return the original row (duplicate = true).';
+revoke all on function public.log_message from public, anon;
+grant execute on function public.log_message to authenticated, service_role;
