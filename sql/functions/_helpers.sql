@@ -156,6 +156,37 @@ begin
 end
 $$;
 
+-- A behavioral vector: one dimension, 1 to 4096 finite numbers.
+create or replace function sessionlog._vector(value float8[], argument text)
+    returns float8[]
+    immutable
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+begin
+    if sessionlog._is_valid_vector(value) then
+        return value;
+    end if;
+    raise exception using
+        errcode = 'invalid_parameter_value',
+        message = sessionlog._invalid(argument, pg_catalog.left(value::text, 200),
+            case
+                when value is null then 'is required'
+                when pg_catalog.cardinality(value) = 0 then 'is empty'
+                when pg_catalog.array_ndims(value) <> 1 then pg_catalog.format(
+                    'has %s dimensions, not 1', pg_catalog.array_ndims(value))
+                when pg_catalog.cardinality(value) > 4096 then pg_catalog.format(
+                    'has %s elements, at most 4096 are allowed', pg_catalog.cardinality(value))
+                when pg_catalog.array_position(value, null) is not null then pg_catalog.format(
+                    'has NULL at index %s', pg_catalog.array_position(value, null))
+                else 'contains NaN or Infinity'
+            end),
+        hint = pg_catalog.format('%s is an array of 1 to 4096 finite numbers, e.g. {0.12,0.5,3}',
+            argument);
+end
+$$;
+
 -- A listing's max_rows: NULL means the default; 1 to 10000.
 create or replace function sessionlog._max_rows(value integer, default_rows integer)
     returns integer

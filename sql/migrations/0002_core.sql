@@ -270,6 +270,14 @@ create type sessionlog.auth_decision_row as (
     created_at timestamptz
 );
 
+create type sessionlog.auth_decision_summary_row as (
+    decision text,
+    decisions bigint,
+    avg_confidence float8,
+    avg_risk_score float8,
+    last_decided_at timestamptz
+);
+
 create type sessionlog.delete_session_result as (
     deleted boolean,
     messages_deleted bigint,

@@ -1,0 +1,48 @@
+-- Stores an authentication decision for a user's session, creating the user
+-- and the session if needed, in one atomic call. 'deny' is stored as 'block'.
+create or replace function public.store_auth_decision(
+    user_id text default null,
+    session_id text default null,
+    decision text default null,
+    confidence float8 default null,
+    risk_score float8 default null,
+    risk_level text default null,
+    metadata jsonb default null)
+    returns sessionlog.store_auth_decision_result
+    volatile
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+#variable_conflict use_column
+declare
+    acting_user text := sessionlog._acting_user(store_auth_decision.user_id);
+    ref record := sessionlog._session_ref(store_auth_decision.session_id, 'session_id');
+    checked_decision text := sessionlog._decision(store_auth_decision.decision, 'decision');
+    checked_confidence float8 := sessionlog._unit_interval(store_auth_decision.confidence, 'confidence');
+    checked_risk_score float8 := sessionlog._unit_interval(store_auth_decision.risk_score, 'risk_score');
+    checked_metadata jsonb := sessionlog._metadata(store_auth_decision.metadata, 'metadata');
+    checked_risk_level text;
+    claim record;
+    result sessionlog.store_auth_decision_result;
+begin
+    if store_auth_decision.risk_level is not null then
+        checked_risk_level := sessionlog._choice(store_auth_decision.risk_level, 'risk_level',
+            sessionlog._risk_levels());
+    end if;
+    claim := sessionlog._claim_session(acting_user, ref.session_uuid, ref.session_token, 0, 'session_id');
+    insert into sessionlog.auth_decisions
+        (user_id, session_id, decision, confidence, risk_score, risk_level, metadata)
+    values
+        (acting_user, claim.session_id, checked_decision, checked_confidence, checked_risk_score,
+         checked_risk_level, checked_metadata)
+    returning id, session_id, decision, created_at, claim.session_created into result;
+    return result;
+end
+$$;
+
+comment on function public.store_auth_decision is
+    'Stores an authentication decision (allow, challenge, block, learn; deny is stored as block) '
+    'with optional confidence and risk_score in [0, 1] and risk_level low|medium|high|critical.';
+revoke all on function public.store_auth_decision from public, anon;
+grant execute on function public.store_auth_decision to authenticated, service_role;

@@ -1,0 +1,40 @@
+-- Stores a behavioral feature vector for a user's session, creating the user
+-- and the session if needed, in one atomic call.
+create or replace function public.store_behavioral_vector(
+    user_id text default null,
+    session_id text default null,
+    vector float8[] default null,
+    event_type text default null,
+    metadata jsonb default null)
+    returns sessionlog.store_behavioral_vector_result
+    volatile
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+#variable_conflict use_column
+declare
+    acting_user text := sessionlog._acting_user(store_behavioral_vector.user_id);
+    ref record := sessionlog._session_ref(store_behavioral_vector.session_id, 'session_id');
+    checked_vector float8[] := sessionlog._vector(store_behavioral_vector.vector, 'vector');
+    checked_metadata jsonb := sessionlog._metadata(store_behavioral_vector.metadata, 'metadata');
+    checked_event_type text;
+    claim record;
+    result sessionlog.store_behavioral_vector_result;
+begin
+    if store_behavioral_vector.event_type is not null then
+        checked_event_type := sessionlog._id(store_behavioral_vector.event_type, 'event_type');
+    end if;
+    claim := sessionlog._claim_session(acting_user, ref.session_uuid, ref.session_token, 0, 'session_id');
+    insert into sessionlog.behavioral_vectors (user_id, session_id, event_type, vector, metadata)
+    values (acting_user, claim.session_id, checked_event_type, checked_vector, checked_metadata)
+    returning id, session_id, created_at, claim.session_created into result;
+    return result;
+end
+$$;
+
+comment on function public.store_behavioral_vector is
+    'Stores a behavioral feature vector (1 to 4096 finite numbers) for a session, '
+    'creating the user and the session if needed.';
+revoke all on function public.store_behavioral_vector from public, anon;
+grant execute on function public.store_behavioral_vector to authenticated, service_role;
