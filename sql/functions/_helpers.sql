@@ -124,7 +124,7 @@ create or replace function sessionlog._metadata(value jsonb, argument text)
 as $$
 begin
     if value is null then
-        return '{}';
+        return '{}'::jsonb;
     elsif pg_catalog.jsonb_typeof(value) = 'object' then
         return value;
     end if;

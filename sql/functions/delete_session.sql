@@ -11,7 +11,7 @@ as $$
 #variable_conflict use_column
 declare
     target record := sessionlog._find_session(delete_session.session_id, delete_session.user_id);
-    result sessionlog.delete_session_result := (false, 0, 0, 0);
+    result sessionlog.delete_session_result := (false, 0::bigint, 0::bigint, 0::bigint);
 begin
     -- Lock first: a concurrent write to this session finishes before we count.
     perform from sessionlog.sessions s

@@ -9,7 +9,7 @@ as $$
 #variable_conflict use_column
 declare
     acting_user text := sessionlog._acting_user(forget_user.user_id);
-    result sessionlog.forget_user_result := (false, 0, 0, 0, 0);
+    result sessionlog.forget_user_result := (false, 0::bigint, 0::bigint, 0::bigint, 0::bigint);
 begin
     -- Lock the user's sessions first, so that concurrent writes finish before we count.
     perform from sessionlog.sessions s where s.user_id = acting_user order by s.id for update;

@@ -13,7 +13,8 @@ create or replace function public.log_messages(messages jsonb default null)
 as $$
 #variable_conflict use_column
 declare
-    accepted_keys constant text[] := '{user_id,session_id,role,content,model,tokens,metadata,client_message_id}';
+    accepted_keys constant text[] :=
+        '{user_id,session_id,role,content,model,tokens,metadata,client_message_id}'::text[];
     batch_size integer;
     element jsonb;
     label text;
