@@ -274,19 +274,22 @@ begin
 end
 $$;
 
--- Finds the user's session, creating the user and the session when missing
+-- Finds the caller's session, creating the user and the session when missing
 -- (INSERT ... ON CONFLICT DO NOTHING, so concurrent first writes agree on one
--- row), and locks it. With new_messages set, it also reserves that many
--- positions and moves last_activity_at in the same statement: the common
--- case costs one UPDATE. With new_messages NULL it only locks the row, for a
--- caller that must look before it writes (idempotency keys).
+-- row), and locks it. With new_messages set it also reserves that many
+-- positions and moves last_activity_at, in the same statement; with
+-- new_messages NULL it only locks the row, for a caller that must look
+-- before it writes (idempotency keys).
+-- The common case, an existing session, costs one UPDATE and checks no
+-- argument: a stored row's ids are valid, so whatever matches one is too.
+-- Only when nothing matches are the arguments checked (with the errors of
+-- _acting_user and _session_ref) and the parents created.
 create or replace function sessionlog._claim_session(
-    acting_user text,
-    session_uuid uuid,
-    session_token text,
+    user_id text,
+    session_id text,
     new_messages integer,
-    argument text,
-    out session_id uuid,
+    out acting_user text,
+    out claimed_session_id uuid,
     out first_position bigint,
     out session_created boolean,
     out user_created boolean)
@@ -296,58 +299,70 @@ create or replace function sessionlog._claim_session(
     language plpgsql
 as $$
 #variable_conflict use_column
+declare
+    session_token text;
+    ref record;
 begin
     session_created := false;
     user_created := false;
-    session_id := session_uuid;
-    if session_id is null then
-        select s.id into session_id
+    if pg_catalog.row_security_active('sessionlog.sessions'::regclass) then
+        acting_user := sessionlog._acting_user(user_id);
+    else
+        acting_user := pg_catalog.btrim(user_id, E' \t\n\r\f\x0B');
+    end if;
+    session_token := pg_catalog.btrim(session_id, E' \t\n\r\f\x0B');
+    if session_token operator(pg_catalog.~)
+        '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' then
+        claimed_session_id := session_token::uuid;
+        session_token := null;
+    else
+        select s.id into claimed_session_id
         from sessionlog.sessions s
         where s.user_id = acting_user and s.token = session_token;
     end if;
+
     for attempt in 1..2 loop
-        if session_id is not null then
+        if claimed_session_id is not null then
             if new_messages is null then
                 perform from sessionlog.sessions s
-                where s.id = _claim_session.session_id and s.user_id = acting_user
+                where s.id = claimed_session_id and s.user_id = acting_user
                 for no key update;
             else
                 update sessionlog.sessions s
                 set message_count = s.message_count + new_messages,
                     last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
-                where s.id = _claim_session.session_id and s.user_id = acting_user
+                where s.id = claimed_session_id and s.user_id = acting_user
                 returning s.message_count - new_messages + 1 into first_position;
             end if;
             exit when found;
-            if attempt = 2 or session_token is not null then
-                perform sessionlog._not_owner(session_id, argument);
+            if attempt = 2 then
+                perform sessionlog._not_owner(claimed_session_id, 'session_id');
             end if;
         end if;
+        acting_user := sessionlog._acting_user(user_id);
+        ref := sessionlog._session_ref(session_id, 'session_id');
         insert into sessionlog.users (id) values (acting_user) on conflict do nothing;
         user_created := found;
-        if session_token is null then
+        if ref.session_token is null then
             insert into sessionlog.sessions (id, user_id)
-            values (_claim_session.session_id, acting_user)
+            values (claimed_session_id, acting_user)
             on conflict (id) do nothing;
             session_created := found;
         else
             insert into sessionlog.sessions (id, user_id, token)
-            values (pg_catalog.gen_random_uuid(), acting_user, session_token)
+            values (pg_catalog.gen_random_uuid(), acting_user, ref.session_token)
             on conflict (user_id, token) do nothing
-            returning id into session_id;
+            returning id into claimed_session_id;
             session_created := found;
             if not session_created then
-                select s.id into session_id
+                select s.id into claimed_session_id
                 from sessionlog.sessions s
-                where s.user_id = acting_user and s.token = session_token;
+                where s.user_id = acting_user and s.token = ref.session_token;
             end if;
         end if;
     end loop;
 end
 $$;
-
-revoke all on all functions in schema sessionlog from public;
-grant execute on all functions in schema sessionlog to authenticated, service_role;
 
 -- The session a read or a delete addresses, or NULLs when there is none the
 -- caller may see: for an `authenticated` caller another user's session does

@@ -20,8 +20,6 @@ create or replace function public.log_interaction(
 as $$
 #variable_conflict use_column
 declare
-    acting_user text := sessionlog._acting_user(log_interaction.user_id);
-    ref record := sessionlog._session_ref(log_interaction.session_id, 'session_id');
     checked_metadata jsonb := sessionlog._metadata(log_interaction.metadata, 'metadata');
     idempotency_key text;
     claim record;
@@ -50,23 +48,23 @@ begin
     end if;
 
     if idempotency_key is null then
-        claim := sessionlog._claim_session(acting_user, ref.session_uuid, ref.session_token, 2, 'session_id');
+        claim := sessionlog._claim_session(log_interaction.user_id, log_interaction.session_id, 2);
         response_position := claim.first_position + 1;
     else
         -- Lock first, then look: see log_message.
-        claim := sessionlog._claim_session(acting_user, ref.session_uuid, ref.session_token, null, 'session_id');
+        claim := sessionlog._claim_session(log_interaction.user_id, log_interaction.session_id, null);
         select m.id, m.position, m.created_at, m.role, m.content, m.model, m.tokens, m.metadata
         into original_prompt
         from sessionlog.messages m
-        where m.user_id = acting_user
-          and m.session_id = claim.session_id
+        where m.user_id = claim.acting_user
+          and m.session_id = claim.claimed_session_id
           and m.client_message_id = idempotency_key;
         if found then
             select m.id, m.role, m.content, m.model, m.tokens, m.metadata
             into original_response
             from sessionlog.messages m
-            where m.user_id = acting_user
-              and m.session_id = claim.session_id
+            where m.user_id = claim.acting_user
+              and m.session_id = claim.claimed_session_id
               and m.position = original_prompt.position + 1;
             if (original_prompt.role, original_prompt.content, original_prompt.model,
                 original_prompt.tokens, original_prompt.metadata,
@@ -78,7 +76,7 @@ begin
                 'assistant'::text, log_interaction.response, log_interaction.model,
                 log_interaction.tokens, checked_metadata)
             then
-                return (original_prompt.id, original_response.id, claim.session_id,
+                return (original_prompt.id, original_response.id, claim.claimed_session_id,
                         original_prompt.position, original_prompt.position + 1,
                         false, false, true);
             end if;
@@ -86,7 +84,7 @@ begin
                 errcode = 'unique_violation',
                 message = pg_catalog.format(
                     'client_message_id %L was already used in session %s for a different interaction',
-                    idempotency_key, claim.session_id),
+                    idempotency_key, claim.claimed_session_id),
                 detail = pg_catalog.format('the message at position %s has that key',
                     original_prompt.position),
                 hint = 'send the original interaction again to get it back, or use a new client_message_id';
@@ -94,18 +92,18 @@ begin
         update sessionlog.sessions s
         set message_count = s.message_count + 2,
             last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
-        where s.id = claim.session_id
+        where s.id = claim.claimed_session_id
         returning s.message_count into response_position;
     end if;
 
     insert into sessionlog.messages
         (id, user_id, session_id, position, role, content, model, tokens, metadata, client_message_id)
     values
-        (prompt_id, acting_user, claim.session_id, response_position - 1, 'user',
+        (prompt_id, claim.acting_user, claim.claimed_session_id, response_position - 1, 'user',
          log_interaction.prompt, log_interaction.model, null, checked_metadata, idempotency_key),
-        (response_id, acting_user, claim.session_id, response_position, 'assistant',
+        (response_id, claim.acting_user, claim.claimed_session_id, response_position, 'assistant',
          log_interaction.response, log_interaction.model, log_interaction.tokens, checked_metadata, null);
-    return (prompt_id, response_id, claim.session_id, response_position - 1, response_position,
+    return (prompt_id, response_id, claim.claimed_session_id, response_position - 1, response_position,
             claim.session_created, claim.user_created, false);
 end
 $$;

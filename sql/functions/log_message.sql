@@ -19,8 +19,6 @@ create or replace function public.log_message(
 as $$
 #variable_conflict use_column
 declare
-    acting_user text := sessionlog._acting_user(log_message.user_id);
-    ref record := sessionlog._session_ref(log_message.session_id, 'session_id');
     checked_role text := sessionlog._choice(log_message.role, 'role', sessionlog._message_roles());
     checked_metadata jsonb := sessionlog._metadata(log_message.metadata, 'metadata');
     idempotency_key text;
@@ -47,16 +45,16 @@ begin
     end if;
 
     if idempotency_key is null then
-        claim := sessionlog._claim_session(acting_user, ref.session_uuid, ref.session_token, 1, 'session_id');
+        claim := sessionlog._claim_session(log_message.user_id, log_message.session_id, 1);
     else
         -- Lock the session first: writers of this session queue behind us, so
         -- the key cannot be taken between our look and our insert.
-        claim := sessionlog._claim_session(acting_user, ref.session_uuid, ref.session_token, null, 'session_id');
+        claim := sessionlog._claim_session(log_message.user_id, log_message.session_id, null);
         select m.id, m.position, m.created_at, m.role, m.content, m.model, m.tokens, m.metadata
         into original
         from sessionlog.messages m
-        where m.user_id = acting_user
-          and m.session_id = claim.session_id
+        where m.user_id = claim.acting_user
+          and m.session_id = claim.claimed_session_id
           and m.client_message_id = idempotency_key;
         if found then
             if (original.role, original.content, original.model, original.tokens, original.metadata)
@@ -67,24 +65,24 @@ begin
                     errcode = 'unique_violation',
                     message = pg_catalog.format(
                         'client_message_id %L was already used in session %s for a different message',
-                        idempotency_key, claim.session_id),
+                        idempotency_key, claim.claimed_session_id),
                     detail = pg_catalog.format('the message at position %s has that key', original.position),
                     hint = 'send the original message again to get it back, or use a new client_message_id';
             end if;
-            return (original.id, claim.session_id, original.position, original.created_at,
+            return (original.id, claim.claimed_session_id, original.position, original.created_at,
                     false, false, true);
         end if;
         update sessionlog.sessions s
         set message_count = s.message_count + 1,
             last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
-        where s.id = claim.session_id
+        where s.id = claim.claimed_session_id
         returning s.message_count into claim.first_position;
     end if;
 
     insert into sessionlog.messages
         (user_id, session_id, position, role, content, model, tokens, metadata, client_message_id)
     values
-        (acting_user, claim.session_id, claim.first_position, checked_role, log_message.content,
+        (claim.acting_user, claim.claimed_session_id, claim.first_position, checked_role, log_message.content,
          log_message.model, log_message.tokens, checked_metadata, idempotency_key)
     returning id, session_id, position, created_at, claim.session_created, claim.user_created, false
     into result;

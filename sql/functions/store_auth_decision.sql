@@ -16,8 +16,6 @@ create or replace function public.store_auth_decision(
 as $$
 #variable_conflict use_column
 declare
-    acting_user text := sessionlog._acting_user(store_auth_decision.user_id);
-    ref record := sessionlog._session_ref(store_auth_decision.session_id, 'session_id');
     checked_decision text := sessionlog._decision(store_auth_decision.decision, 'decision');
     checked_confidence float8 := sessionlog._unit_interval(store_auth_decision.confidence, 'confidence');
     checked_risk_score float8 := sessionlog._unit_interval(store_auth_decision.risk_score, 'risk_score');
@@ -30,11 +28,11 @@ begin
         checked_risk_level := sessionlog._choice(store_auth_decision.risk_level, 'risk_level',
             sessionlog._risk_levels());
     end if;
-    claim := sessionlog._claim_session(acting_user, ref.session_uuid, ref.session_token, 0, 'session_id');
+    claim := sessionlog._claim_session(store_auth_decision.user_id, store_auth_decision.session_id, 0);
     insert into sessionlog.auth_decisions
         (user_id, session_id, decision, confidence, risk_score, risk_level, metadata)
     values
-        (acting_user, claim.session_id, checked_decision, checked_confidence, checked_risk_score,
+        (claim.acting_user, claim.claimed_session_id, checked_decision, checked_confidence, checked_risk_score,
          checked_risk_level, checked_metadata)
     returning id, session_id, decision, created_at, claim.session_created into result;
     return result;

@@ -14,8 +14,6 @@ create or replace function public.store_behavioral_vector(
 as $$
 #variable_conflict use_column
 declare
-    acting_user text := sessionlog._acting_user(store_behavioral_vector.user_id);
-    ref record := sessionlog._session_ref(store_behavioral_vector.session_id, 'session_id');
     checked_vector float8[] := sessionlog._vector(store_behavioral_vector.vector, 'vector');
     checked_metadata jsonb := sessionlog._metadata(store_behavioral_vector.metadata, 'metadata');
     checked_event_type text;
@@ -25,9 +23,9 @@ begin
     if store_behavioral_vector.event_type is not null then
         checked_event_type := sessionlog._id(store_behavioral_vector.event_type, 'event_type');
     end if;
-    claim := sessionlog._claim_session(acting_user, ref.session_uuid, ref.session_token, 0, 'session_id');
+    claim := sessionlog._claim_session(store_behavioral_vector.user_id, store_behavioral_vector.session_id, 0);
     insert into sessionlog.behavioral_vectors (user_id, session_id, event_type, vector, metadata)
-    values (acting_user, claim.session_id, checked_event_type, checked_vector, checked_metadata)
+    values (claim.acting_user, claim.claimed_session_id, checked_event_type, checked_vector, checked_metadata)
     returning id, session_id, created_at, claim.session_created into result;
     return result;
 end
