@@ -396,3 +396,7 @@ begin
                else s.user_id = acting_user and s.token = ref.session_token end;
 end
 $$;
+
+-- The API functions run as the caller, who needs EXECUTE on the helpers.
+revoke all on all functions in schema sessionlog from public, anon;
+grant execute on all functions in schema sessionlog to authenticated, service_role;
