@@ -341,8 +341,16 @@ begin
         end if;
         acting_user := sessionlog._acting_user(user_id);
         ref := sessionlog._session_ref(session_id, 'session_id');
-        insert into sessionlog.users (id) values (acting_user) on conflict do nothing;
-        user_created := found;
+        -- A user found by ON CONFLICT is locked (FOR KEY SHARE) so that a
+        -- concurrent forget_user cannot delete it before the session's insert
+        -- (23503); a user deleted meanwhile is created again.
+        loop
+            insert into sessionlog.users (id) values (acting_user) on conflict do nothing;
+            user_created := found;
+            exit when user_created;
+            perform from sessionlog.users u where u.id = acting_user for key share;
+            exit when found;
+        end loop;
         if ref.session_token is null then
             insert into sessionlog.sessions (id, user_id)
             values (claimed_session_id, acting_user)
