@@ -24,6 +24,7 @@ from sessionlog.results import (
     AuthDecision,
     BehavioralVector,
     DecisionStored,
+    DecisionSummary,
     InteractionLogged,
     Message,
     MessageLogged,
@@ -56,7 +57,7 @@ __all__ = [
     "AsyncSessionLog", "SessionLog", "SupabaseSessionLog",
     "SessionLogError", "InvalidArgument", "NotOwner", "IdempotencyConflict",
     "SerializationFailure", "ConnectionFailed",
-    "SessionCreated", "MessageLogged", "InteractionLogged", "VectorStored", "DecisionStored",
+    "SessionCreated", "MessageLogged", "InteractionLogged", "VectorStored", "DecisionStored", "DecisionSummary",
     "BehavioralVector", "AuthDecision", "Message", "Session", "SessionDeleted", "UserForgotten",
     "migrate", "rollback",
 ]

@@ -25,6 +25,7 @@ from . import errors
 from .results import (
     AuthDecision,
     BehavioralVector,
+    DecisionSummary,
     DecisionStored,
     InteractionLogged,
     Message,
@@ -69,6 +70,7 @@ CALLS: dict[str, Call] = {c.name: c for c in (
     Call("get_messages", ("session_id", "user_id", "after_position", "max_rows"), Message,
          listing=True),
     Call("list_sessions", ("user_id", "max_rows", "before"), Session, listing=True),
+    Call("auth_decision_summary", ("user_id", "since", "until"), DecisionSummary, listing=True),
     Call("delete_session", ("session_id", "user_id"), SessionDeleted),
     Call("forget_user", ("user_id",), UserForgotten),
 )}
@@ -287,6 +289,17 @@ class SyncAPI:
         """``log.list_sessions(user_id="u1", before=page[-1].last_activity_at)``"""
         return self._call("list_sessions", locals())
 
+    def auth_decision_summary(
+        self,
+        *,
+        user_id: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> list[DecisionSummary]:
+        """``log.auth_decision_summary(user_id="u1")`` (one row per decision
+        kind, over the last 24 hours unless since/until say otherwise)"""
+        return self._call("auth_decision_summary", locals())
+
     def delete_session(
         self,
         *,
@@ -296,6 +309,7 @@ class SyncAPI:
         """``log.delete_session(session_id="chat-1", user_id="u1")``"""
         return self._call("delete_session", locals())
 
-    def forget_user(self, *, user_id: str) -> UserForgotten:
-        """``log.forget_user(user_id="u1")``"""
+    def forget_user(self, *, user_id: str | None = None) -> UserForgotten:
+        """``log.forget_user(user_id="u1")`` (as ``authenticated``, user_id
+        defaults to the JWT subject)"""
         return self._call("forget_user", locals())

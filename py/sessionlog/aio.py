@@ -33,6 +33,7 @@ from .errors import from_psycopg
 from .results import (
     AuthDecision,
     BehavioralVector,
+    DecisionSummary,
     DecisionStored,
     InteractionLogged,
     Message,
@@ -255,6 +256,16 @@ class AsyncSessionLog:
         """``await log.list_sessions(user_id="u1", before=page[-1].last_activity_at)``"""
         return await self._call("list_sessions", locals())
 
+    async def auth_decision_summary(
+        self,
+        *,
+        user_id: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> list[DecisionSummary]:
+        """``await log.auth_decision_summary(user_id="u1")``"""
+        return await self._call("auth_decision_summary", locals())
+
     async def delete_session(
         self,
         *,
@@ -264,8 +275,9 @@ class AsyncSessionLog:
         """``await log.delete_session(session_id="chat-1", user_id="u1")``"""
         return await self._call("delete_session", locals())
 
-    async def forget_user(self, *, user_id: str) -> UserForgotten:
-        """``await log.forget_user(user_id="u1")``"""
+    async def forget_user(self, *, user_id: str | None = None) -> UserForgotten:
+        """``await log.forget_user(user_id="u1")`` (as ``authenticated``,
+        user_id defaults to the JWT subject)"""
         return await self._call("forget_user", locals())
 
 

@@ -132,6 +132,15 @@ class Session(Result):
 
 
 @dataclass(frozen=True, slots=True)
+class DecisionSummary(Result):
+    decision: str
+    decisions: int
+    avg_confidence: float | None
+    avg_risk_score: float | None
+    last_decided_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class SessionDeleted(Result):
     deleted: bool
     messages_deleted: int

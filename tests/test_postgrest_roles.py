@@ -1,0 +1,317 @@
+"""The role model of DESIGN.md ("Roles and security"), checked for every
+public function exactly the way PostgREST calls it: one transaction,
+``set local role <JWT role>``, ``set_config('request.jwt.claims', …, true)``,
+the function called with named arguments read from a JSON body
+(tests/postgrest_stub.call_rpc, the SQL half of the PostgREST stand-in).
+
+- anon executes nothing;
+- authenticated acts only as the JWT subject: user_id omitted, JSON null or
+  equal to ``sub`` is fine, another user is 42501 and nothing is written;
+  another user's session is 42501 for writes and does not exist for reads
+  and deletes;
+- service_role acts for any user (and must name it), as does a plain login
+  role granted service_role once it has run ``SET ROLE service_role``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from tests.postgrest_stub import call_rpc
+from tests.test_client import snapshot
+
+ALICE = "alice"  # owns the seeded session
+BOB = "bob"      # the signed-in caller
+BOB_CHAT = "bob-chat"
+
+WRITERS = ("create_session", "log_message", "log_messages", "log_interaction",
+           "store_behavioral_vector", "store_auth_decision")
+SESSION_READERS = ("get_messages", "get_behavioral_vectors", "get_auth_decisions")
+USER_READERS = ("list_sessions", "auth_decision_summary")
+# In the order a user's life runs: write, read, delete.
+FUNCTIONS = WRITERS + SESSION_READERS + USER_READERS + ("delete_session", "forget_user")
+# Functions that need to know the user even when the session is a UUID.
+NEED_USER = WRITERS + USER_READERS + ("forget_user",)
+
+UNSET = object()
+
+
+def body(fn: str, user: Any = UNSET, session: str = BOB_CHAT) -> dict[str, Any]:
+    """The JSON body of ``POST /rpc/<fn>``; user UNSET leaves user_id out."""
+    who = {} if user is UNSET else {"user_id": user}
+    at = {"session_id": session}
+    return {
+        "create_session": {**who, **at, "title": "t", "metadata": {"via": "rpc"}},
+        "log_message": {**who, **at, "role": "user", "content": "hi", "tokens": 1},
+        "log_messages": {"messages": [{**who, **at, "role": "user", "content": "a"},
+                                      {**who, **at, "role": "assistant", "content": "b"}]},
+        "log_interaction": {**who, **at, "prompt": "2+2?", "response": "4"},
+        "store_behavioral_vector": {**who, **at, "vector": [0.5, 1.5], "event_type": "tap"},
+        "store_auth_decision": {**who, **at, "decision": "deny", "confidence": 0.5},
+        "get_messages": {**who, **at, "after_position": 0, "max_rows": 10},
+        "get_behavioral_vectors": {**who, **at, "max_rows": 10},
+        "get_auth_decisions": {**who, **at},
+        "list_sessions": {**who, "max_rows": 10},
+        "auth_decision_summary": {**who},
+        "delete_session": {**who, **at},
+        "forget_user": {**who},
+    }[fn]
+
+
+def for_each(names: Any, check: Callable[[str], None]) -> None:
+    """Run ``check(name)`` for every name and fail naming each one that failed."""
+    failures = {}
+    for name in names:
+        try:
+            check(name)
+        except (Exception, pytest.fail.Exception) as exc:
+            failures[name] = f"{type(exc).__name__}: {exc}"
+    assert not failures, failures
+
+
+@pytest.fixture
+def authenticator(dsn: str) -> Iterator[psycopg.Connection]:
+    """PostgREST's connection: the owner, switching roles per request."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def alice_session(db: psycopg.Connection) -> str:
+    """Alice's session (by UUID) with a message, a vector and a decision."""
+    session = str(uuid.uuid4())
+    db.execute("select * from log_message(user_id => %s, session_id => %s, role => 'user',"
+               " content => 'mine')", [ALICE, session])
+    db.execute("select * from store_behavioral_vector(user_id => %s, session_id => %s,"
+               " vector => '{1}')", [ALICE, session])
+    db.execute("select * from store_auth_decision(user_id => %s, session_id => %s,"
+               " decision => 'allow')", [ALICE, session])
+    return session
+
+
+def as_role(conn: psycopg.Connection, role: str, **claims: Any) -> Callable[..., Any]:
+    """``rpc(fn, body)`` under a JWT with this role and these claims."""
+    return lambda fn, payload: call_rpc(conn, fn, payload, role=role,
+                                        claims={"role": role, **claims})
+
+
+def owners(db: psycopg.Connection) -> set[str]:
+    """Every user_id found in any table."""
+    rows = db.execute("select id as u from sessionlog.users union"
+                      " select user_id from sessionlog.sessions union"
+                      " select user_id from sessionlog.messages union"
+                      " select user_id from sessionlog.behavioral_vectors union"
+                      " select user_id from sessionlog.auth_decisions").fetchall()
+    return {row["u"] for row in rows}
+
+
+def test_the_matrix_covers_every_public_function(db: psycopg.Connection) -> None:
+    rows = db.execute("select proname from pg_proc where pronamespace = 'public'::regnamespace"
+                      ).fetchall()
+    assert {row["proname"] for row in rows} == set(FUNCTIONS)
+
+
+# --- anon -------------------------------------------------------------------
+
+def test_anon_can_execute_no_function(authenticator: psycopg.Connection,
+                                      db: psycopg.Connection, alice_session: str) -> None:
+    rpc = as_role(authenticator, "anon")
+    before = snapshot(db)
+
+    def check(fn: str) -> None:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as raised:
+            rpc(fn, body(fn, user=ALICE, session=alice_session))
+        assert f"permission denied for function {fn}" in str(raised.value)
+        assert snapshot(db) == before
+
+    for_each(FUNCTIONS, check)
+
+
+# --- authenticated ------------------------------------------------------------
+
+@pytest.mark.parametrize("user", [UNSET, None, BOB, f"  {BOB}\t"],
+                         ids=["user_id omitted", "user_id null", "user_id = sub",
+                              "user_id = sub with spaces"])
+def test_authenticated_acts_as_the_jwt_subject(authenticator: psycopg.Connection,
+                                               db: psycopg.Connection, alice_session: str,
+                                               user: Any) -> None:
+    rpc = as_role(authenticator, "authenticated", sub=BOB, aud="authenticated")
+    alice_before = {t: v for t, v in snapshot(db).items()}
+    results = {fn: rpc(fn, body(fn, user=user)) for fn in WRITERS}
+    assert owners(db) == {ALICE, BOB}
+    assert results["create_session"]["user_id"] == BOB
+    assert results["store_auth_decision"]["decision"] == "block"
+    session_id = results["create_session"]["session_id"]
+    assert all(r["session_id"] == session_id for r in results["log_messages"])
+
+    messages = rpc("get_messages", body("get_messages", user=user))
+    assert [m["content"] for m in messages] == ["hi", "a", "b", "2+2?", "4"]
+    assert len(rpc("get_behavioral_vectors", body("get_behavioral_vectors", user=user))) == 1
+    assert len(rpc("get_auth_decisions", body("get_auth_decisions", user=user))) == 1
+    sessions = rpc("list_sessions", body("list_sessions", user=user))
+    assert [(s["user_id"], s["session_id"]) for s in sessions] == [(BOB, session_id)]
+    summary = rpc("auth_decision_summary", body("auth_decision_summary", user=user))
+    assert {row["decision"]: row["decisions"] for row in summary}["block"] == 1
+
+    assert rpc("delete_session", body("delete_session", user=user))["messages_deleted"] == 5
+    assert rpc("forget_user", body("forget_user", user=user))["user_deleted"]
+    assert owners(db) == {ALICE}
+    assert snapshot(db) == alice_before
+
+
+def test_authenticated_naming_another_user_is_refused_and_writes_nothing(
+        authenticator: psycopg.Connection, db: psycopg.Connection, alice_session: str) -> None:
+    rpc = as_role(authenticator, "authenticated", sub=BOB)
+    before = snapshot(db)
+
+    def check(fn: str) -> None:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as raised:
+            rpc(fn, body(fn, user=ALICE, session=alice_session))
+        assert ALICE in raised.value.diag.message_primary
+        assert raised.value.diag.message_hint
+        assert snapshot(db) == before
+
+    for_each(FUNCTIONS, check)
+
+
+def test_authenticated_write_into_another_users_session_is_refused(
+        authenticator: psycopg.Connection, db: psycopg.Connection, alice_session: str) -> None:
+    rpc = as_role(authenticator, "authenticated", sub=BOB)
+    before = snapshot(db)
+
+    def check(fn: str) -> None:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as raised:
+            rpc(fn, body(fn, session=alice_session))
+        assert alice_session in raised.value.diag.message_primary
+        assert snapshot(db) == before
+
+    for_each(WRITERS, check)
+
+
+def test_authenticated_reads_of_another_users_session_find_nothing(
+        authenticator: psycopg.Connection, db: psycopg.Connection, alice_session: str) -> None:
+    bob = as_role(authenticator, "authenticated", sub=BOB)
+    alice = as_role(authenticator, "authenticated", sub=ALICE)
+
+    def check(fn: str) -> None:
+        assert len(alice(fn, body(fn, session=alice_session))) == 1
+        assert bob(fn, body(fn, session=alice_session)) == []
+
+    for_each(SESSION_READERS, check)
+    assert bob("list_sessions", body("list_sessions")) == []
+    summary = bob("auth_decision_summary", body("auth_decision_summary"))
+    assert [row["decisions"] for row in summary] == [0, 0, 0, 0]
+
+
+def test_authenticated_delete_of_another_users_session_deletes_nothing(
+        authenticator: psycopg.Connection, db: psycopg.Connection, alice_session: str) -> None:
+    rpc = as_role(authenticator, "authenticated", sub=BOB)
+    before = snapshot(db)
+    assert rpc("delete_session", body("delete_session", session=alice_session)) == {
+        "deleted": False, "messages_deleted": 0, "behavioral_vectors_deleted": 0,
+        "auth_decisions_deleted": 0}
+    assert snapshot(db) == before
+
+
+def test_authenticated_without_a_subject_is_refused(authenticator: psycopg.Connection,
+                                                    db: psycopg.Connection,
+                                                    alice_session: str) -> None:
+    rpc = as_role(authenticator, "authenticated")  # a JWT without "sub"
+    before = snapshot(db)
+
+    def check(fn: str) -> None:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            rpc(fn, body(fn, session=alice_session))
+        assert snapshot(db) == before
+
+    for_each(FUNCTIONS, check)
+
+
+def test_claims_do_not_leak_into_the_next_request(authenticator: psycopg.Connection,
+                                                  db: psycopg.Connection) -> None:
+    """set_config(…, true) and SET LOCAL end with the request's transaction."""
+    as_role(authenticator, "authenticated", sub=BOB)("log_message", body("log_message"))
+    row = authenticator.execute("select current_user, current_setting('request.jwt.claims',"
+                                " true)").fetchone()
+    assert row[0] == "postgres" and not row[1]
+
+
+# --- service_role -------------------------------------------------------------
+
+def test_service_role_acts_for_any_user(authenticator: psycopg.Connection,
+                                        db: psycopg.Connection, alice_session: str) -> None:
+    rpc = as_role(authenticator, "service_role")
+
+    def check(fn: str) -> None:
+        rpc(fn, body(fn, user="carol"))
+        if fn in WRITERS:
+            assert "carol" in owners(db)
+
+    for_each(FUNCTIONS, check)
+    assert owners(db) == {ALICE}  # forget_user, last, removed carol
+    for fn in SESSION_READERS:
+        assert len(rpc(fn, body(fn, session=alice_session))) == 1, fn
+    assert rpc("log_message", body("log_message", user=ALICE, session=alice_session))
+    assert rpc("delete_session", body("delete_session", session=alice_session))["deleted"]
+
+
+def test_service_role_must_name_the_user(authenticator: psycopg.Connection,
+                                         db: psycopg.Connection, alice_session: str) -> None:
+    rpc = as_role(authenticator, "service_role")
+    before = snapshot(db)
+
+    def check(fn: str) -> None:
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as raised:
+            rpc(fn, body(fn, session=alice_session))
+        assert "user_id" in raised.value.diag.message_primary
+        assert snapshot(db) == before
+
+    for_each(NEED_USER, check)
+
+
+# --- a trusted backend on plain PostgreSQL ------------------------------------
+
+@pytest.fixture
+def backend(dsn: str, db: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """A connection of a plain LOGIN role that was granted service_role."""
+    name = f"backend_{uuid.uuid4().hex[:12]}"
+    db.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+    db.execute(sql.SQL("grant service_role to {}").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(make_conninfo(dsn, user=name), autocommit=True) as conn:
+            yield conn
+    finally:
+        db.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+
+
+def test_login_role_granted_service_role_acts_for_any_user_after_set_role(
+        backend: psycopg.Connection, db: psycopg.Connection, alice_session: str) -> None:
+    backend.execute("set role service_role")
+
+    def check(fn: str) -> None:
+        call_rpc(backend, fn, body(fn, user="carol"), role=None, claims=None)
+
+    for_each(FUNCTIONS, check)
+    got = call_rpc(backend, "get_messages", body("get_messages", session=alice_session),
+                   role=None, claims=None)
+    assert [m["content"] for m in got] == ["mine"]
+
+
+def test_login_role_without_set_role_is_refused_because_bypassrls_is_not_inherited(
+        backend: psycopg.Connection, db: psycopg.Connection, alice_session: str) -> None:
+    before = snapshot(db)
+
+    def check(fn: str) -> None:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            call_rpc(backend, fn, body(fn, user=ALICE, session=alice_session),
+                     role=None, claims=None)
+        assert snapshot(db) == before
+
+    for_each(FUNCTIONS, check)
