@@ -114,7 +114,7 @@ begin
 end
 $$;
 
--- Metadata: a JSON object; NULL means {}.
+-- Metadata: a JSON object; NULL (SQL or JSON null) means {}.
 create or replace function sessionlog._metadata(value jsonb, argument text)
     returns jsonb
     immutable
@@ -123,7 +123,7 @@ create or replace function sessionlog._metadata(value jsonb, argument text)
     language plpgsql
 as $$
 begin
-    if value is null then
+    if value is null or value = 'null'::jsonb then
         return '{}'::jsonb;
     elsif pg_catalog.jsonb_typeof(value) = 'object' then
         return value;

@@ -21,7 +21,15 @@ declare
 begin
     ref := sessionlog._session_ref(
         coalesce(create_session.session_id, pg_catalog.gen_random_uuid()::text), 'session_id');
-    insert into sessionlog.users (id) values (acting_user) on conflict do nothing;
+    -- A user found by ON CONFLICT is locked (FOR KEY SHARE) so that a concurrent
+    -- forget_user cannot delete it before the session's insert (23503); a user
+    -- deleted meanwhile is created again.
+    loop
+        insert into sessionlog.users (id) values (acting_user) on conflict do nothing;
+        exit when found;
+        perform from sessionlog.users u where u.id = acting_user for key share;
+        exit when found;
+    end loop;
     insert into sessionlog.sessions (id, user_id, token, title, metadata)
     values (coalesce(ref.session_uuid, pg_catalog.gen_random_uuid()), acting_user,
             ref.session_token, create_session.title, checked_metadata)

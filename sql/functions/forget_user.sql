@@ -11,7 +11,16 @@ declare
     acting_user text := sessionlog._acting_user(forget_user.user_id);
     result sessionlog.forget_user_result := (false, 0::bigint, 0::bigint, 0::bigint, 0::bigint);
 begin
-    -- Lock the user's sessions first, so that concurrent writes finish before we count.
+    -- Lock the user first, as every write that creates a session does (FOR
+    -- KEY SHARE) before it touches a session: one lock order, so neither a
+    -- writer nor a second forget_user can deadlock with us. Writers that hold
+    -- the user finish first; later ones wait, then create the user again. No
+    -- user, no session: nothing to delete.
+    perform from sessionlog.users u where u.id = acting_user for update;
+    if not found then
+        return result;
+    end if;
+    -- Lock the user's sessions, so that concurrent writes finish before we count.
     perform from sessionlog.sessions s where s.user_id = acting_user order by s.id for update;
     delete from sessionlog.messages m where m.user_id = acting_user;
     get diagnostics result.messages_deleted = row_count;

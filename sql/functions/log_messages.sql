@@ -30,6 +30,8 @@ declare
     metadatas jsonb[];
     idempotency_keys text[];
     created_users text[];
+    user_count bigint;
+    locked_users bigint;
     created_sessions uuid[];
     bad record;
 begin
@@ -120,7 +122,7 @@ begin
         roles[i + 1] := sessionlog._choice(element ->> 'role', label || '.role', sessionlog._message_roles());
         contents[i + 1] := element ->> 'content';
         models[i + 1] := element ->> 'model';
-        token_counts[i + 1] := (element ->> 'tokens')::integer;
+        token_counts[i + 1] := (element ->> 'tokens')::numeric::integer;
         metadatas[i + 1] := sessionlog._metadata(element -> 'metadata', label || '.metadata');
         if element ->> 'client_message_id' is not null then
             idempotency_keys[i + 1] := sessionlog._id(element ->> 'client_message_id',
@@ -131,14 +133,27 @@ begin
         return;
     end if;
 
-    -- Parents, in key order.
-    with inserted as (
-        insert into sessionlog.users (id)
-        select distinct u from unnest(users) u order by 1
-        on conflict do nothing
-        returning id
-    )
-    select coalesce(pg_catalog.array_agg(id), '{}') into created_users from inserted;
+    -- Parents, in key order. Users found by ON CONFLICT are locked (FOR KEY
+    -- SHARE) so that a concurrent forget_user cannot delete them before their
+    -- sessions are inserted (23503); a user deleted meanwhile is created again.
+    created_users := '{}';
+    select pg_catalog.count(distinct u) into user_count from unnest(users) u;
+    loop
+        with inserted as (
+            insert into sessionlog.users (id)
+            select distinct u from unnest(users) u order by 1
+            on conflict do nothing
+            returning id
+        )
+        select created_users operator(pg_catalog.||) coalesce(pg_catalog.array_agg(id), '{}')
+        into created_users from inserted;
+        perform from sessionlog.users u
+        where u.id = any (users) and u.id <> all (created_users)
+        order by u.id
+        for key share;
+        get diagnostics locked_users = row_count;
+        exit when locked_users + pg_catalog.cardinality(created_users) = user_count;
+    end loop;
 
     with wanted as (
         select distinct u, t from unnest(users, session_tokens) x (u, t)

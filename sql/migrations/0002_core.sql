@@ -325,6 +325,9 @@ create policy own_rows on sessionlog.auth_decisions
 revoke all on schema sessionlog from public;
 grant usage on schema sessionlog to authenticated, service_role;
 grant select, insert, delete on sessionlog.users to authenticated;
+-- Row locks (FOR KEY SHARE / FOR NO KEY UPDATE) need UPDATE on some column:
+-- the functions lock a user row so that forget_user and first writes agree.
+grant update (metadata) on sessionlog.users to authenticated;
 grant select, insert, delete on sessionlog.sessions to authenticated;
 grant update (last_activity_at, message_count) on sessionlog.sessions to authenticated;
 grant select, insert, delete on sessionlog.messages, sessionlog.behavioral_vectors,

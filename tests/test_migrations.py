@@ -1,0 +1,243 @@
+"""Migrations: upgrade from empty, a second upgrade is a no-op, rollback to
+empty removes every object of ours, upgrade again works, two migrations at
+once agree; and the catalog keeps the promises of DESIGN.md (indexed foreign
+keys, RLS everywhere, pinned search_path, SECURITY INVOKER, EXECUTE grants)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
+
+import sessionlog
+from sessionlog.migrations import MIGRATIONS_SCHEMA, function_files
+from tests.helpers import call_one, run_together, table_counts
+
+MIGRATIONS = sorted(p.stem for p in (Path(__file__).parents[1] / "sql" / "migrations").glob("*.sql")
+                    if not p.stem.endswith(".rollback"))
+OUR_SCHEMAS = ("public", "sessionlog")
+
+
+@pytest.fixture
+def empty_dsn(dsn: str) -> Iterator[str]:
+    """A brand-new empty database on the test server, dropped afterwards."""
+    name = f"sessionlog_empty_{uuid.uuid4().hex[:12]}"
+    admin = make_conninfo(dsn, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(dsn, dbname=name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+
+
+def catalog(dsn: str) -> dict[str, list]:
+    """Every object a migration could leave behind, by name (no oids), apart
+    from yoyo's bookkeeping schema."""
+    queries = {
+        "schemas": """
+            select nspname, nspowner::regrole::text, nspacl::text from pg_namespace
+            where nspname !~ '^pg_' and nspname not in ('information_schema', %(ignored)s)""",
+        "relations": """
+            select n.nspname, c.relname, c.relkind::text, c.relrowsecurity from pg_class c
+            join pg_namespace n on n.oid = c.relnamespace where n.nspname = any (%(ours)s)""",
+        "types": """
+            select n.nspname, t.typname, t.typtype::text from pg_type t
+            join pg_namespace n on n.oid = t.typnamespace where n.nspname = any (%(ours)s)""",
+        "functions": """
+            select p.oid::regprocedure::text, p.proacl::text, p.proconfig::text from pg_proc p
+            join pg_namespace n on n.oid = p.pronamespace where n.nspname = any (%(ours)s)""",
+        "policies": "select schemaname, tablename, policyname from pg_policies",
+        "extensions": "select extname from pg_extension",
+        "default_acls": "select defaclnamespace::regnamespace::text, defaclacl::text from pg_default_acl",
+        "event_triggers": "select evtname from pg_event_trigger",
+    }
+    params = {"ours": list(OUR_SCHEMAS), "ignored": MIGRATIONS_SCHEMA}
+    with psycopg.connect(dsn) as conn:
+        return {name: sorted(conn.execute(query, params).fetchall())
+                for name, query in queries.items()}
+
+
+def log_one(dsn: str, content: str = "hi") -> dict:
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        return call_one(conn, "log_message", user_id="u1", session_id="s1", role="user",
+                        content=content)
+
+
+def applied_migrations(dsn: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        return [r[0] for r in conn.execute(sql.SQL("select migration_id from {}._yoyo_migration"
+                                                   " order by migration_id").format(
+            sql.Identifier(MIGRATIONS_SCHEMA)))]
+
+
+# --- upgrade, no-op, rollback, upgrade again --------------------------------
+
+def test_upgrade_from_empty_applies_every_migration_and_the_functions_work(empty_dsn):
+    result = sessionlog.migrate(empty_dsn)
+    assert result.applied == MIGRATIONS == ["0001_roles", "0002_core"]
+    assert result.functions == len(function_files())
+    assert applied_migrations(empty_dsn) == MIGRATIONS
+    row = log_one(empty_dsn)
+    assert (row["position"], row["session_created"], row["user_created"]) == (1, True, True)
+
+
+def test_a_second_upgrade_applies_nothing_and_keeps_the_data(empty_dsn):
+    sessionlog.migrate(empty_dsn)
+    log_one(empty_dsn)
+    before = catalog(empty_dsn)
+    again = sessionlog.migrate(empty_dsn)
+    assert again.applied == []
+    assert catalog(empty_dsn) == before
+    assert applied_migrations(empty_dsn) == MIGRATIONS
+    assert log_one(empty_dsn)["position"] == 2
+
+
+def test_rollback_to_empty_removes_every_object_and_upgrade_works_again(empty_dsn):
+    empty = catalog(empty_dsn)
+    sessionlog.migrate(empty_dsn)
+    log_one(empty_dsn)
+    migrated = catalog(empty_dsn)
+    assert migrated != empty  # the snapshot does see our objects
+
+    rolled_back = sessionlog.rollback(empty_dsn)
+    assert rolled_back == list(reversed(MIGRATIONS))
+    assert catalog(empty_dsn) == empty
+    assert applied_migrations(empty_dsn) == []
+
+    assert sessionlog.migrate(empty_dsn).applied == MIGRATIONS
+    assert catalog(empty_dsn) == migrated
+    row = log_one(empty_dsn)
+    assert (row["position"], row["user_created"]) == (1, True)  # the old data is gone
+
+
+def test_rollback_of_the_last_migration_only_keeps_the_roles_migration(empty_dsn):
+    sessionlog.migrate(empty_dsn)
+    assert sessionlog.rollback(empty_dsn, count=1) == ["0002_core"]
+    assert applied_migrations(empty_dsn) == ["0001_roles"]
+    with psycopg.connect(empty_dsn) as conn:
+        assert conn.execute("select to_regnamespace('sessionlog')").fetchone() == (None,)
+    assert sessionlog.migrate(empty_dsn).applied == ["0002_core"]
+    assert log_one(empty_dsn)["position"] == 1
+
+
+def test_two_concurrent_migrations_of_an_empty_database_both_succeed(empty_dsn, dsn):
+    results = run_together([lambda: sessionlog.migrate(empty_dsn)] * 2, timeout=60)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, errors
+    # One of them applied everything, the other found nothing left to do.
+    assert sorted(r.applied for r in results) == [[], MIGRATIONS]
+    assert applied_migrations(empty_dsn) == MIGRATIONS
+    # The same schema as a database migrated alone (the test template).
+    assert catalog(empty_dsn) == catalog(dsn)
+    assert log_one(empty_dsn)["position"] == 1
+
+
+def test_concurrent_migrations_of_a_migrated_database_change_nothing(db, dsn):
+    before = catalog(dsn)
+    results = run_together([lambda: sessionlog.migrate(dsn)] * 3, timeout=60)
+    assert [r.applied for r in results] == [[], [], []]
+    assert catalog(dsn) == before
+    assert table_counts(db) == dict.fromkeys(table_counts(db), 0)
+
+
+# --- what the migrated catalog promises -------------------------------------
+
+def test_every_foreign_key_has_an_index_starting_with_its_columns(db):
+    foreign_keys = db.execute("""
+        select c.conrelid::regclass::text as table_name, c.conname, c.conkey::int[] as columns
+        from pg_constraint c join pg_namespace n on n.oid = c.connamespace
+        where c.contype = 'f' and n.nspname = 'sessionlog'""").fetchall()
+    assert len(foreign_keys) == 4  # sessions -> users, and three children -> sessions
+    for fk in foreign_keys:
+        covering = db.execute("""
+            select i.indexrelid::regclass::text from pg_index i
+            where i.indrelid = %(table)s::regclass
+              and (select array_agg(k order by k) from unnest((i.indkey::int[])[0:%(n)s - 1]) k)
+                  = (select array_agg(k order by k) from unnest(%(columns)s::int[]) k)""",
+            {"table": fk["table_name"], "n": len(fk["columns"]), "columns": fk["columns"]}).fetchall()
+        assert covering, f"foreign key {fk['conname']} of {fk['table_name']} has no index"
+
+
+def test_row_level_security_is_enabled_on_every_table_with_own_rows_policies(db):
+    tables = db.execute("""
+        select c.relname, c.relrowsecurity,
+               (select count(*) from pg_policies p
+                where p.schemaname = 'sessionlog' and p.tablename = c.relname
+                  and 'authenticated' = any (p.roles)) as policies
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = 'sessionlog' and c.relkind in ('r', 'p')
+        order by c.relname""").fetchall()
+    assert {t["relname"] for t in tables} == {"users", "sessions", "messages",
+                                              "behavioral_vectors", "auth_decisions"}
+    for table in tables:
+        assert table["relrowsecurity"], f"RLS is off on {table['relname']}"
+        assert table["policies"] >= 1, f"no policy for authenticated on {table['relname']}"
+
+
+def test_no_table_is_in_an_exposed_schema(db):
+    assert db.execute("""
+        select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm', 'f')""").fetchall() == []
+
+
+def test_every_function_pins_search_path_and_is_security_invoker(db):
+    functions = db.execute("""
+        select p.oid::regprocedure::text as name, p.prosecdef, p.proconfig
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname in ('public', 'sessionlog')""").fetchall()
+    names = {f["name"].split("(")[0] for f in functions}
+    assert {"log_message", "log_messages", "create_session", "get_messages", "list_sessions",
+            "delete_session", "forget_user"} <= names
+    for function in functions:
+        assert not function["prosecdef"], f"{function['name']} is SECURITY DEFINER"
+        assert any(setting.startswith("search_path=") for setting in function["proconfig"] or []), (
+            f"{function['name']} has no fixed search_path")
+
+
+def test_public_functions_are_volatile_and_not_overloaded(db):
+    functions = db.execute("""
+        select p.proname, p.provolatile::text, count(*) over (partition by p.proname) as overloads
+        from pg_proc p where p.pronamespace = 'public'::regnamespace""").fetchall()
+    assert functions
+    for function in functions:
+        assert function["provolatile"] == "v", function
+        assert function["overloads"] == 1, function
+
+
+def test_execute_on_public_functions_is_granted_to_authenticated_and_service_role_only(db):
+    functions = db.execute("""
+        select p.oid::regprocedure::text as name,
+               array(select coalesce(g.grantee::regrole::text, 'PUBLIC')
+                     from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) g
+                     where g.privilege_type = 'EXECUTE' and g.grantee <> p.proowner
+                     order by 1) as grantees
+        from pg_proc p where p.pronamespace = 'public'::regnamespace""").fetchall()
+    assert len(functions) >= 7
+    for function in functions:
+        # aclexplode names PUBLIC as grantee 0, which regrole prints as "-".
+        assert function["grantees"] == ["authenticated", "service_role"], function
+    for role, allowed in [("anon", False), ("authenticated", True), ("service_role", True)]:
+        refused = db.execute("""
+            select p.oid::regprocedure::text from pg_proc p
+            where p.pronamespace = 'public'::regnamespace
+              and has_function_privilege(%s, p.oid, 'execute') <> %s""", [role, allowed]).fetchall()
+        assert refused == [], (role, refused)
+
+
+def test_anon_cannot_call_the_functions(db):
+    db.execute("set role anon")
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            db.execute("select * from log_message(user_id => 'u', session_id => 's', role => 'user',"
+                       " content => 'x')")
+    finally:
+        db.execute("reset role")
+    assert table_counts(db)["messages"] == 0
