@@ -89,11 +89,9 @@ begin
                     original_prompt.position),
                 hint = 'send the original interaction again to get it back, or use a new client_message_id';
         end if;
-        update sessionlog.sessions s
-        set message_count = s.message_count + 2,
-            last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
-        where s.id = claim.claimed_session_id
-        returning s.message_count into response_position;
+        -- The row is ours already: this only reserves the positions.
+        response_position := (sessionlog._claim_session(
+            log_interaction.user_id, log_interaction.session_id, 2)).first_position + 1;
     end if;
 
     insert into sessionlog.messages

@@ -72,11 +72,9 @@ begin
             return (original.id, claim.claimed_session_id, original.position, original.created_at,
                     false, false, true);
         end if;
-        update sessionlog.sessions s
-        set message_count = s.message_count + 1,
-            last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
-        where s.id = claim.claimed_session_id
-        returning s.message_count into claim.first_position;
+        -- The row is ours already: this only reserves the position.
+        claim.first_position := (sessionlog._claim_session(
+            log_message.user_id, log_message.session_id, 1)).first_position;
     end if;
 
     insert into sessionlog.messages
