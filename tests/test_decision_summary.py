@@ -57,3 +57,21 @@ async def test_async_summary_matches_sync(dsn):
         expected = log.auth_decision_summary(user_id="u1")
     async with await AsyncSessionLog.connect(dsn) as alog:
         assert await alog.auth_decision_summary(user_id="u1") == expected
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_supabase_summary_matches_sync(dsn):
+    from supabase import create_client
+
+    from sessionlog import SupabaseSessionLog
+    from tests.postgrest_stub import PostgrestStub, sign_jwt
+
+    with SessionLog(dsn) as log:
+        _store(log, "challenge", 0.3)
+        expected = log.auth_decision_summary(user_id="u1")
+    with PostgrestStub(dsn) as api:
+        client = create_client(api.url, sign_jwt({"role": "service_role"}))
+        try:
+            assert SupabaseSessionLog(client).auth_decision_summary(user_id="u1") == expected
+        finally:
+            client.postgrest.aclose()
