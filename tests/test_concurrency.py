@@ -130,6 +130,26 @@ def test_concurrent_create_session_and_log_message_on_the_same_new_uuid(dsn, db)
                                 "behavioral_vectors": 0, "auth_decisions": 0}
 
 
+def test_concurrent_first_writes_of_an_existing_user_to_one_new_session_never_raise_23505(dsn, db):
+    """An existing user takes no lock that would queue the writers, so their
+    session inserts really race: the second must find the first's row (any
+    unique index may be the one that collides), not fail with 23505."""
+    call_one(db, "create_session", user_id="known", session_id="warm-up")
+    sessions = [str(uuid.uuid4()) for _ in range(40)]
+
+    def writer():
+        with connect(dsn) as conn:
+            return [call_one(conn, "log_message", user_id="known", session_id=s, role="user",
+                             content="hi") for s in sessions]
+
+    results = run_together([writer] * 16)
+    assert_no_errors(results)
+    for i in range(len(sessions)):
+        assert sorted(r["position"] for r in (result[i] for result in results)) == list(range(1, 17))
+        assert [result[i]["session_created"] for result in results].count(True) == 1
+    assert table_counts(db)["sessions"] == len(sessions) + 1
+
+
 def test_concurrent_log_messages_batches_sharing_sessions_neither_deadlock_nor_leave_gaps(dsn, db):
     targets = new_targets()[:12]
     batches_per_writer, batch_size = 6, 25

@@ -351,15 +351,18 @@ begin
             perform from sessionlog.users u where u.id = acting_user for key share;
             exit when found;
         end loop;
+        -- No conflict target: a racing insert of the same session can collide
+        -- on any of the unique indexes (id; user_id, id; user_id, token), and
+        -- each must mean "someone else created it", never a 23505.
         if ref.session_token is null then
             insert into sessionlog.sessions (id, user_id)
             values (claimed_session_id, acting_user)
-            on conflict (id) do nothing;
+            on conflict do nothing;
             session_created := found;
         else
             insert into sessionlog.sessions (id, user_id, token)
             values (pg_catalog.gen_random_uuid(), acting_user, ref.session_token)
-            on conflict (user_id, token) do nothing
+            on conflict do nothing
             returning id into claimed_session_id;
             session_created := found;
             if not session_created then
