@@ -865,5 +865,19 @@ def sql_bundle(state: State) -> None:
         click.echo(text, nl=False)
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Run the benchmarks of a checkout (bench/).
+
+    Arguments go to the benchmark (`python cli.py bench --help` lists them);
+    docs/performance.md explains the figures.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench.run import main as run_bench
+
+    raise SystemExit(run_bench(list(args)))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
