@@ -285,6 +285,19 @@ def test_decision_and_decisions(dsn):
     assert "no authentication decisions" in run(dsn, "decisions", "x", "--user", "alice").stdout
 
 
+def test_decision_summary_counts_by_kind(dsn):
+    ok_json(dsn, "decision", "alice", "chat-1", "deny", "--confidence", "0.8")
+    ok_json(dsn, "decision", "alice", "chat-2", "block", "--confidence", "0.6")
+    summary = ok_json(dsn, "decision-stats", "alice")
+    assert [(r["decision"], r["decisions"]) for r in summary] == [
+        ("allow", 0), ("challenge", 0), ("block", 2), ("learn", 0)]
+    assert summary[2]["avg_confidence"] == 0.7
+    assert "block" in run(dsn, "decision-stats", "alice").stdout
+    later = ok_json(dsn, "decision-stats", "alice", "--since", "2999-01-01T00:00:00+00:00",
+                    "--until", "2999-01-02T00:00:00+00:00")
+    assert sum(r["decisions"] for r in later) == 0
+
+
 # --- migrate and status -------------------------------------------------------------
 
 def test_migrate_is_idempotent(dsn):

@@ -677,6 +677,27 @@ def decisions(state: State, session_id: str, user: str | None, max_rows: int) ->
         empty="no authentication decisions"))
 
 
+@main.command("decision-stats")
+@click.argument("user")
+@click.option("--since", type=TIMESTAMP, help="Start of the window [default: 24 hours before --until].")
+@click.option("--until", type=TIMESTAMP, help="End of the window [default: now].")
+@pass_state
+def decision_summary(state: State, user: str, since: dt.datetime | None,
+                     until: dt.datetime | None) -> None:
+    """Count USER's decisions by kind over a time window.
+
+    \b
+    Example:
+      sessionlog decision-stats alice --since 2025-01-01T00:00:00+00:00
+    """
+    rows = state.log.auth_decision_summary(user_id=user, since=since, until=until)
+    state.emit(rows, lambda: out.echo_table(
+        ["decision", "decisions", "avg_confidence", "avg_risk_score", "last_decided_at"],
+        [[r.decision, r.decisions, r.avg_confidence, r.avg_risk_score,
+          out.short_time(r.last_decided_at)] for r in rows],
+        empty="no decisions"))
+
+
 # --- import and export ------------------------------------------------------------
 
 @main.command("import")
