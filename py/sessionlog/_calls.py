@@ -151,8 +151,11 @@ def convert(call: Call, rows: Any) -> Any:
 
 # --- retries ---------------------------------------------------------------
 
-MAX_ATTEMPTS = 5
-_BASE_DELAY = 0.01  # seconds; doubled each attempt, full jitter
+# 16 SERIALIZABLE writers on one new session need up to ~10 attempts
+# (tests/test_isolation.py); 20 leaves room, and the delay is capped.
+MAX_ATTEMPTS = 20
+_BASE_DELAY = 0.01  # seconds; doubled each attempt up to _MAX_DELAY, full jitter
+_MAX_DELAY = 0.5
 
 
 def retryable(exc: psycopg.Error) -> bool:
@@ -162,7 +165,7 @@ def retryable(exc: psycopg.Error) -> bool:
 
 def backoff(attempt: int) -> float:
     """Seconds to wait after failed attempt ``attempt`` (1-based)."""
-    return random.uniform(0, _BASE_DELAY * 2 ** attempt)
+    return random.uniform(0, min(_MAX_DELAY, _BASE_DELAY * 2 ** attempt))
 
 
 # --- the sync method set ---------------------------------------------------

@@ -77,6 +77,11 @@ _EXACT: dict[str, type[SessionLogError]] = {
     "23505": IdempotencyConflict,
     "40001": SerializationFailure,
     "40P01": SerializationFailure,
+    # The server ended the session (pg_terminate_backend, shutdown, crash,
+    # still starting): the connection is gone, as with an 08xxx.
+    "57P01": ConnectionFailed,
+    "57P02": ConnectionFailed,
+    "57P03": ConnectionFailed,
 }
 _CLASS: dict[str, type[SessionLogError]] = {
     "22": InvalidArgument,

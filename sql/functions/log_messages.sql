@@ -170,12 +170,16 @@ begin
     from unnest(users, session_uuids, session_tokens) with ordinality x (u, sid, t, ord)
     left join sessionlog.sessions s on x.t is not null and s.user_id = x.u and s.token = x.t;
 
+    -- A new UUID named by several users goes to the first element that names
+    -- it, as sequential log_message calls would give it; the others are 42501.
     with wanted as (
-        select distinct sid, u from unnest(session_uuids, users, session_tokens) x (sid, u, t)
+        select distinct on (sid) sid, u
+        from unnest(session_uuids, users, session_tokens) with ordinality x (sid, u, t, ord)
         where t is null
+        order by sid, ord
     ), inserted as (
         insert into sessionlog.sessions (id, user_id)
-        select sid, u from wanted order by sid, u
+        select sid, u from wanted order by sid
         on conflict do nothing
         returning id
     )
