@@ -329,7 +329,7 @@ def server_start(state: State) -> None:
 
     \b
     Example:
-      sessionlog --data-dir /tmp/sessionlog-data server start
+      sessionlog --data-dir /srv/sessionlog/pgdata server start
     """
     with _quiet():
         uri = embedded.start(state.data_dir)
