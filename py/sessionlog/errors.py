@@ -114,6 +114,9 @@ def from_psycopg(exc: psycopg.Error) -> SessionLogError:
     if sqlstate is None and isinstance(exc, psycopg.OperationalError):
         # connection refused, authentication failed, pool timeout or closed
         return ConnectionFailed(message)
+    if sqlstate is None and isinstance(exc, psycopg.DataError):
+        # refused by psycopg before sending, e.g. a NUL byte in a text argument
+        return InvalidArgument(message)
     return from_sqlstate(sqlstate, message, diag.message_detail, diag.message_hint)
 
 

@@ -114,6 +114,31 @@ begin
 end
 $$;
 
+-- Message text (content, prompt, response): required, the empty string
+-- allowed, at most 1 MiB (1,048,576 characters) so that one message cannot
+-- bloat a session's history or a client's memory.
+create or replace function sessionlog._content(value text, argument text)
+    returns text
+    immutable
+    security invoker
+    set search_path = ''
+    language plpgsql
+as $$
+begin
+    if value is not null and pg_catalog.char_length(value) <= 1048576 then
+        return value;
+    end if;
+    raise exception using
+        errcode = 'invalid_parameter_value',
+        message = sessionlog._invalid(argument, value,
+            case when value is null then 'is required'
+                 else pg_catalog.format('has %s characters, at most 1048576 are allowed',
+                     pg_catalog.char_length(value)) end),
+        hint = pg_catalog.format('%s is text of at most 1 MiB; the empty string is allowed',
+            argument);
+end
+$$;
+
 -- Metadata: a JSON object; NULL (SQL or JSON null) means {}.
 create or replace function sessionlog._metadata(value jsonb, argument text)
     returns jsonb

@@ -29,14 +29,8 @@ declare
     prompt_id uuid := pg_catalog.gen_random_uuid();
     response_id uuid := pg_catalog.gen_random_uuid();
 begin
-    if log_interaction.prompt is null or log_interaction.response is null then
-        raise exception using
-            errcode = 'invalid_parameter_value',
-            message = sessionlog._invalid(
-                case when log_interaction.prompt is null then 'prompt' else 'response' end,
-                null, 'is required'),
-            hint = 'prompt and response are text; the empty string is allowed';
-    end if;
+    perform sessionlog._content(log_interaction.prompt, 'prompt');
+    perform sessionlog._content(log_interaction.response, 'response');
     if log_interaction.tokens < 0 then
         raise exception using
             errcode = 'invalid_parameter_value',

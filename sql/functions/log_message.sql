@@ -26,13 +26,7 @@ declare
     original record;
     result sessionlog.log_message_result;
 begin
-    if log_message.content is null then
-        raise exception using
-            errcode = 'invalid_parameter_value',
-            message = sessionlog._invalid('content', null,
-                'is required'),
-            hint = 'content is text; the empty string is allowed';
-    end if;
+    perform sessionlog._content(log_message.content, 'content');
     if log_message.tokens < 0 then
         raise exception using
             errcode = 'invalid_parameter_value',

@@ -107,20 +107,13 @@ begin
                     'is not an integer >= 0'),
                 hint = 'tokens is an integer >= 0, or null';
         end if;
-        if element ->> 'content' is null then
-            raise exception using
-                errcode = 'invalid_parameter_value',
-                message = sessionlog._invalid(label || '.content', null,
-                    'is required'),
-                hint = 'content is text; the empty string is allowed';
-        end if;
 
         users[i + 1] := sessionlog._acting_user(element ->> 'user_id', true, label || '.user_id');
         ref := sessionlog._session_ref(element ->> 'session_id', label || '.session_id');
         session_uuids[i + 1] := ref.session_uuid;
         session_tokens[i + 1] := ref.session_token;
         roles[i + 1] := sessionlog._choice(element ->> 'role', label || '.role', sessionlog._message_roles());
-        contents[i + 1] := element ->> 'content';
+        contents[i + 1] := sessionlog._content(element ->> 'content', label || '.content');
         models[i + 1] := element ->> 'model';
         token_counts[i + 1] := (element ->> 'tokens')::numeric::integer;
         metadatas[i + 1] := sessionlog._metadata(element -> 'metadata', label || '.metadata');
