@@ -183,9 +183,6 @@ NUL_WAYS: dict[str, Outcome | None] = {
     "sql": ClientRefused(psycopg.DataError, "NUL"),
     "shim": ClientRefused(InvalidArgument, "NUL"),
     "supabase": Refused("22P05", InvalidArgument, 400, ("Unicode",))}
-TOKENS_DEFECT = ("SessionLog sends a Python int >= 2**31 as bigint and the statement has no "
-                 "casts, so the call fails with 42883 'function public.log_message(..., tokens "
-                 "=> bigint) does not exist' (base SessionLogError), not InvalidArgument 22003")
 NO_JSON_NAN = ClientRefused(ValueError, "JSON")  # httpx: "Out of range float values..."
 DEPTH_LIMIT = ("no nesting limit on metadata in SQL: 150 levels are stored (proposed: 22023 "
                "above 100 levels; today only PostgreSQL's jsonb parser stops, with 54001 "
@@ -234,7 +231,7 @@ CASES: list[Case] = [
          invalid("content", "required")),
     Case("log_message/tokens-negative", "log_message", message(tokens=-1), invalid("tokens")),
     Case("log_message/tokens-beyond-integer", "log_message", message(tokens=3_000_000_000),
-         invalid(sqlstate="22003"), xfail={"shim": TOKENS_DEFECT}),
+         invalid(sqlstate="22003")),
     Case("log_message/metadata-json-string", "log_message", message(metadata="text"),
          invalid("metadata", "string")),
     Case("log_message/client_message_id-256", "log_message",

@@ -116,9 +116,22 @@ def statement(name: str, params: tuple[str, ...]) -> sql.Composed:
         sql.Identifier("public"),
         sql.Identifier(name),
         sql.SQL(", ").join(
-            sql.SQL("{} => {}").format(sql.Identifier(p), sql.Placeholder(p)) for p in params
+            sql.SQL("{} => {}").format(sql.Identifier(p), _placeholder(p)) for p in params
         ),
     )
+
+
+#: Integer parameters, cast in the statement: psycopg sends a Python int that
+#: does not fit int4 as int8, which would match no function (42883) instead of
+#: failing as out of range (22003).
+INTEGER_PARAMS = {"tokens": "int4", "max_rows": "int4", "after_position": "int8"}
+
+
+def _placeholder(param: str) -> sql.Composable:
+    cast = INTEGER_PARAMS.get(param)
+    if cast is None:
+        return sql.Placeholder(param)
+    return sql.SQL("{}::{}").format(sql.Placeholder(param), sql.SQL(cast))
 
 
 def sql_call(name: str, args: Mapping[str, Any]) -> tuple[Call, sql.Composed, dict[str, Any]]:
