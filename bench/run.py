@@ -67,7 +67,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cases", help="with --ab: comma-separated parts of the case names to run")
     parser.add_argument("--overlay", type=Path, action="append", default=[], metavar="SQL",
                         help="apply this SQL file after the migrations (e.g. a proposed version "
-                             "of a function, from bench/proposals/); repeatable")
+                             "of a function); repeatable")
     return parser.parse_args(argv)
 
 
