@@ -326,7 +326,6 @@ as $$
 #variable_conflict use_column
 declare
     session_token text;
-    ref record;
 begin
     session_created := false;
     user_created := false;
@@ -365,7 +364,9 @@ begin
             end if;
         end if;
         acting_user := sessionlog._acting_user(user_id);
-        ref := sessionlog._session_ref(session_id, 'session_id');
+        if claimed_session_id is null then
+            session_token := sessionlog._id(session_id, 'session_id');
+        end if;
         -- A user found by ON CONFLICT is locked (FOR KEY SHARE) so that a
         -- concurrent forget_user cannot delete it before the session's insert
         -- (23503); a user deleted meanwhile is created again.
@@ -379,22 +380,29 @@ begin
         -- No conflict target: a racing insert of the same session can collide
         -- on any of the unique indexes (id; user_id, id; user_id, token), and
         -- each must mean "someone else created it", never a 23505.
-        if ref.session_token is null then
-            insert into sessionlog.sessions (id, user_id)
-            values (claimed_session_id, acting_user)
+        -- A new session is created with its positions already reserved.
+        if session_token is null then
+            insert into sessionlog.sessions (id, user_id, message_count)
+            values (claimed_session_id, acting_user, coalesce(new_messages, 0))
             on conflict do nothing;
             session_created := found;
         else
-            insert into sessionlog.sessions (id, user_id, token)
-            values (pg_catalog.gen_random_uuid(), acting_user, ref.session_token)
+            insert into sessionlog.sessions (id, user_id, token, message_count)
+            values (pg_catalog.gen_random_uuid(), acting_user, session_token, coalesce(new_messages, 0))
             on conflict do nothing
             returning id into claimed_session_id;
             session_created := found;
             if not session_created then
                 select s.id into claimed_session_id
                 from sessionlog.sessions s
-                where s.user_id = acting_user and s.token = ref.session_token;
+                where s.user_id = acting_user and s.token = session_token;
             end if;
+        end if;
+        if session_created then
+            if new_messages is not null then
+                first_position := 1;
+            end if;
+            exit;
         end if;
     end loop;
 end

@@ -19,14 +19,24 @@ create or replace function public.log_message(
 as $$
 #variable_conflict use_column
 declare
-    checked_role text := sessionlog._choice(log_message.role, 'role', sessionlog._message_roles());
-    checked_metadata jsonb := sessionlog._metadata(log_message.metadata, 'metadata');
+    checked_role text := pg_catalog.lower(pg_catalog.btrim(log_message.role, E' \t\n\r\f\x0B'));
+    checked_metadata jsonb := coalesce(nullif(log_message.metadata, 'null'::jsonb), '{}'::jsonb);
+    session_ref text := pg_catalog.btrim(log_message.session_id, E' \t\n\r\f\x0B');
     idempotency_key text;
     claim record;
     original record;
     result sessionlog.log_message_result;
 begin
-    perform sessionlog._content(log_message.content, 'content');
+    -- A quick test of valid arguments; the helpers say what is wrong.
+    if not coalesce(checked_role operator(pg_catalog.=) any (sessionlog._message_roles()), false)
+       or log_message.content is null
+       or pg_catalog.char_length(log_message.content) > 1048576
+       or pg_catalog.jsonb_typeof(checked_metadata) <> 'object'
+    then
+        checked_role := sessionlog._choice(log_message.role, 'role', sessionlog._message_roles());
+        checked_metadata := sessionlog._metadata(log_message.metadata, 'metadata');
+        perform sessionlog._content(log_message.content, 'content');
+    end if;
     if log_message.tokens < 0 then
         raise exception using
             errcode = 'invalid_parameter_value',
@@ -39,6 +49,33 @@ begin
     end if;
 
     if idempotency_key is null then
+        -- The common case, an existing session, in one statement. Row-level
+        -- security filters the UPDATE, so another user's session never
+        -- matches; whatever does not match takes the general path below.
+        with claimed as (
+            update sessionlog.sessions s
+            set message_count = s.message_count + 1,
+                last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
+            where s.user_id = pg_catalog.btrim(log_message.user_id, E' \t\n\r\f\x0B')
+              and s.id = case
+                  when session_ref operator(pg_catalog.~)
+                      '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
+                  then session_ref::uuid
+                  else (select t.id from sessionlog.sessions t
+                        where t.user_id = pg_catalog.btrim(log_message.user_id, E' \t\n\r\f\x0B')
+                          and t.token = session_ref) end
+            returning s.user_id, s.id, s.message_count
+        )
+        insert into sessionlog.messages
+            (user_id, session_id, position, role, content, model, tokens, metadata)
+        select c.user_id, c.id, c.message_count, checked_role, log_message.content,
+               log_message.model, log_message.tokens, checked_metadata
+        from claimed c
+        returning id, session_id, position, created_at, false, false, false
+        into result;
+        if found then
+            return result;
+        end if;
         claim := sessionlog._claim_session(log_message.user_id, log_message.session_id, 1);
     else
         -- Lock the session first: writers of this session queue behind us, so
