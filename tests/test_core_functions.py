@@ -323,6 +323,39 @@ def test_log_messages_continues_the_positions_of_log_message(db):
     assert session_row(db, rows[0]["session_id"])["message_count"] == 5
 
 
+#: Valid arguments in the forms the functions normalize: padded ids, a role in
+#: capitals, JSON null for metadata, a whole float for tokens, a padded key.
+UNUSUAL_BUT_VALID = [
+    {"user_id": "  u1\t", "session_id": " chat-1 ", "role": " Assistant", "content": "",
+     "model": None, "tokens": 3.0, "metadata": None, "client_message_id": " key-1 "},
+    {"user_id": "u1", "session_id": "chat-1", "role": "TOOL", "content": " padded content ",
+     "model": " m ", "tokens": 0, "metadata": {"k": [1, {"n": None}]}},
+    {"user_id": "u2", "session_id": "\n%s " % "7b0e7cc4-1f3c-4bd4-9d0b-2f0c8b1f5e11".upper(),
+     "role": "system", "content": "x" * 1048576},
+]
+
+
+def stored_messages(db):
+    return db.execute(
+        "select m.user_id, s.token, case when s.token is null then m.session_id end, m.position, m.role, m.content, m.model,"
+        "       m.tokens, m.metadata, m.client_message_id"
+        "  from sessionlog.messages m join sessionlog.sessions s on s.id = m.session_id"
+        " order by m.user_id, s.token, m.position").fetchall()
+
+
+def test_log_messages_stores_what_log_message_stores_for_the_same_arguments(db):
+    """The batch checks and normalizes its elements in one pass over the
+    array; log_message does it argument by argument. Same input, same rows."""
+    singles = [log(db, **{**element, "tokens": element.get("tokens") and int(element["tokens"])})
+               for element in UNUSUAL_BUT_VALID]
+    by_log_message = stored_messages(db)
+    db.execute("delete from sessionlog.users")
+    batch = call(db, "log_messages", messages=UNUSUAL_BUT_VALID)
+    assert stored_messages(db) == by_log_message
+    assert [(r["position"], r["session_created"], r["user_created"]) for r in batch] == \
+        [(r["position"], r["session_created"], r["user_created"]) for r in singles]
+
+
 def test_log_messages_with_an_empty_array_writes_nothing(db):
     assert call(db, "log_messages", messages=[]) == []
     assert table_counts(db)["users"] == 0

@@ -34,6 +34,9 @@ declare
     locked_users bigint;
     created_sessions uuid[];
     bad record;
+    batch_ok boolean;
+    under_rls boolean := pg_catalog.row_security_active('sessionlog.sessions'::regclass);
+    subject text;
 begin
     if messages is null or pg_catalog.jsonb_typeof(messages) <> 'array' then
         raise exception using
@@ -53,77 +56,162 @@ begin
             hint = 'split the batch into calls of at most 10000 messages';
     end if;
 
-    -- Preallocated: assigning element i of a NULL array would start it at i.
-    users := pg_catalog.array_fill(null::text, array[batch_size]);
-    session_uuids := pg_catalog.array_fill(null::uuid, array[batch_size]);
-    session_tokens := users;
-    roles := users;
-    contents := users;
-    models := users;
-    idempotency_keys := users;
-    token_counts := pg_catalog.array_fill(null::integer, array[batch_size]);
-    metadatas := pg_catalog.array_fill(null::jsonb, array[batch_size]);
-
-    -- Check and normalize every element, naming it on error: messages[i].key.
-    for i in 0 .. batch_size - 1 loop
-        element := messages -> i;
-        label := pg_catalog.format('messages[%s]', i);
-        if pg_catalog.jsonb_typeof(element) <> 'object' then
-            raise exception using
-                errcode = 'invalid_parameter_value',
-                message = sessionlog._invalid(label, pg_catalog.left(element::text, 200),
-                    pg_catalog.format('is a JSON %s, not an object', pg_catalog.jsonb_typeof(element))),
-                hint = 'each element is an object with the keys of log_message';
-        end if;
-        select k into unknown_key from pg_catalog.jsonb_object_keys(element) k
-        where k <> all (accepted_keys) limit 1;
-        if found then
-            raise exception using
-                errcode = 'invalid_parameter_value',
-                message = sessionlog._invalid(label, pg_catalog.left(element::text, 200),
-                    pg_catalog.format('has the unknown key %L', unknown_key)),
-                hint = 'accepted keys: ' || pg_catalog.array_to_string(accepted_keys, ', ');
-        end if;
-        for k in 1 .. pg_catalog.array_length(accepted_keys, 1) loop
-            continue when coalesce(pg_catalog.jsonb_typeof(element -> accepted_keys[k]), 'null')
-                in ('null', case when accepted_keys[k] = 'metadata' then 'object'
-                                 when accepted_keys[k] = 'tokens' then 'number'
-                                 else 'string' end);
-            raise exception using
-                errcode = 'invalid_parameter_value',
-                message = sessionlog._invalid(label || '.' || accepted_keys[k],
-                    pg_catalog.left((element -> accepted_keys[k])::text, 200),
-                    pg_catalog.format('is a JSON %s', pg_catalog.jsonb_typeof(element -> accepted_keys[k]))),
-                hint = case accepted_keys[k]
-                    when 'metadata' then 'metadata is a JSON object, or null'
-                    when 'tokens' then 'tokens is an integer >= 0, or null'
-                    else accepted_keys[k] || ' is a JSON string, or null' end;
-        end loop;
-        if (element ->> 'tokens')::numeric not between 0 and 2147483647
-           or (element ->> 'tokens')::numeric <> pg_catalog.trunc((element ->> 'tokens')::numeric) then
-            raise exception using
-                errcode = 'invalid_parameter_value',
-                message = sessionlog._invalid(label || '.tokens', element ->> 'tokens',
-                    'is not an integer >= 0'),
-                hint = 'tokens is an integer >= 0, or null';
-        end if;
-
-        users[i + 1] := sessionlog._acting_user(element ->> 'user_id', true, label || '.user_id');
-        ref := sessionlog._session_ref(element ->> 'session_id', label || '.session_id');
-        session_uuids[i + 1] := ref.session_uuid;
-        session_tokens[i + 1] := ref.session_token;
-        roles[i + 1] := sessionlog._choice(element ->> 'role', label || '.role', sessionlog._message_roles());
-        contents[i + 1] := sessionlog._content(element ->> 'content', label || '.content');
-        models[i + 1] := element ->> 'model';
-        token_counts[i + 1] := (element ->> 'tokens')::numeric::integer;
-        metadatas[i + 1] := sessionlog._metadata(element -> 'metadata', label || '.metadata');
-        if element ->> 'client_message_id' is not null then
-            idempotency_keys[i + 1] := sessionlog._id(element ->> 'client_message_id',
-                label || '.client_message_id');
-        end if;
-    end loop;
     if batch_size = 0 then
         return;
+    end if;
+
+    -- The whole batch in one pass: each element's fields, normalized as the
+    -- checks below would normalize them, and a quick test that implies those
+    -- checks. A batch of valid messages, the common case, then needs no
+    -- function call per element; any other batch goes through the checks,
+    -- which name the first bad element.
+    if under_rls then
+        subject := sessionlog._jwt_sub();
+    end if;
+    select pg_catalog.bool_and(x.ok),
+           pg_catalog.array_agg(x.u order by x.ord),
+           pg_catalog.array_agg(x.sref order by x.ord),
+           pg_catalog.array_agg(x.role order by x.ord),
+           pg_catalog.array_agg(x.content order by x.ord),
+           pg_catalog.array_agg(x.model order by x.ord),
+           pg_catalog.array_agg(case when x.ok then x.tokens::integer end order by x.ord),
+           pg_catalog.array_agg(x.metadata order by x.ord),
+           pg_catalog.array_agg(x.cmid order by x.ord)
+    into batch_ok, users, session_tokens, roles, contents, models, token_counts,
+         metadatas, idempotency_keys
+    from (
+        select f.*,
+               f.is_object
+               and f.types_ok
+               and f.u is not null
+               and (not under_rls or f.u = subject)
+               and f.sref is not null
+               and coalesce(f.role = any (sessionlog._message_roles()), false)
+               and f.content is not null
+               and pg_catalog.char_length(f.content) <= 1048576
+               and (f.tokens is null
+                    or (f.tokens between 0 and 2147483647 and f.tokens = pg_catalog.trunc(f.tokens)))
+               as ok
+        from (
+            select e.ord,
+                   pg_catalog.jsonb_typeof(e.element) = 'object'
+                       and e.element operator(pg_catalog.-) accepted_keys = '{}'::jsonb as is_object,
+                   coalesce(pg_catalog.jsonb_typeof(e.element -> 'user_id'), 'null') in ('null', 'string')
+                       and coalesce(pg_catalog.jsonb_typeof(e.element -> 'session_id'), 'null') in ('null', 'string')
+                       and coalesce(pg_catalog.jsonb_typeof(e.element -> 'role'), 'null') in ('null', 'string')
+                       and coalesce(pg_catalog.jsonb_typeof(e.element -> 'content'), 'null') in ('null', 'string')
+                       and coalesce(pg_catalog.jsonb_typeof(e.element -> 'model'), 'null') in ('null', 'string')
+                       and coalesce(pg_catalog.jsonb_typeof(e.element -> 'tokens'), 'null') in ('null', 'number')
+                       and coalesce(pg_catalog.jsonb_typeof(e.element -> 'metadata'), 'null') in ('null', 'object')
+                       and coalesce(pg_catalog.jsonb_typeof(e.element -> 'client_message_id'), 'null')
+                           in ('null', 'string') as types_ok,
+                   coalesce(pg_catalog.btrim(e.element ->> 'user_id', E' \t\n\r\f\x0B'), subject) as u,
+                   pg_catalog.btrim(e.element ->> 'session_id', E' \t\n\r\f\x0B') as sref,
+                   pg_catalog.lower(pg_catalog.btrim(e.element ->> 'role', E' \t\n\r\f\x0B')) as role,
+                   e.element ->> 'content' as content,
+                   e.element ->> 'model' as model,
+                   case when pg_catalog.jsonb_typeof(e.element -> 'tokens') = 'number'
+                        then (e.element ->> 'tokens')::numeric end as tokens,
+                   case when pg_catalog.jsonb_typeof(e.element -> 'metadata') = 'object'
+                        then e.element -> 'metadata' else '{}'::jsonb end as metadata,
+                   pg_catalog.btrim(e.element ->> 'client_message_id', E' \t\n\r\f\x0B') as cmid
+            from pg_catalog.jsonb_array_elements(messages) with ordinality e (element, ord)
+            -- OFFSET 0 keeps each subquery's columns computed once per row,
+            -- not once per reference.
+            offset 0
+        ) f
+        offset 0
+    ) x;
+    -- Session addresses and identifiers are checked once per distinct value:
+    -- a batch has few users and sessions. session_tokens holds the addresses
+    -- until here; a UUID moves to session_uuids.
+    if batch_ok then
+        select pg_catalog.array_agg(case when r.is_uuid then x.sref::uuid end order by x.ord),
+               pg_catalog.array_agg(case when not r.is_uuid then x.sref end order by x.ord)
+        into session_uuids, session_tokens
+        from unnest(session_tokens) with ordinality x (sref, ord)
+        join (select d.sref, d.sref operator(pg_catalog.~)
+                  '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' as is_uuid
+              from (select distinct sref from unnest(session_tokens) sref) d
+              offset 0) r
+            on r.sref = x.sref;
+        select coalesce(pg_catalog.bool_and(sessionlog._is_valid_id(v)), true) into batch_ok
+        from (select distinct v
+              from unnest(users operator(pg_catalog.||) session_tokens
+                          operator(pg_catalog.||) idempotency_keys) v
+              where v is not null) d;
+    end if;
+    if not batch_ok then
+        -- The checks, element by element; they leave the same arrays.
+        -- Preallocated: assigning element i of a NULL array would start it at i.
+        users := pg_catalog.array_fill(null::text, array[batch_size]);
+        session_uuids := pg_catalog.array_fill(null::uuid, array[batch_size]);
+        session_tokens := users;
+        roles := users;
+        contents := users;
+        models := users;
+        idempotency_keys := users;
+        token_counts := pg_catalog.array_fill(null::integer, array[batch_size]);
+        metadatas := pg_catalog.array_fill(null::jsonb, array[batch_size]);
+
+        -- Check and normalize every element, naming it on error: messages[i].key.
+        for i in 0 .. batch_size - 1 loop
+            element := messages -> i;
+            label := pg_catalog.format('messages[%s]', i);
+            if pg_catalog.jsonb_typeof(element) <> 'object' then
+                raise exception using
+                    errcode = 'invalid_parameter_value',
+                    message = sessionlog._invalid(label, pg_catalog.left(element::text, 200),
+                        pg_catalog.format('is a JSON %s, not an object', pg_catalog.jsonb_typeof(element))),
+                    hint = 'each element is an object with the keys of log_message';
+            end if;
+            select k into unknown_key from pg_catalog.jsonb_object_keys(element) k
+            where k <> all (accepted_keys) limit 1;
+            if found then
+                raise exception using
+                    errcode = 'invalid_parameter_value',
+                    message = sessionlog._invalid(label, pg_catalog.left(element::text, 200),
+                        pg_catalog.format('has the unknown key %L', unknown_key)),
+                    hint = 'accepted keys: ' || pg_catalog.array_to_string(accepted_keys, ', ');
+            end if;
+            for k in 1 .. pg_catalog.array_length(accepted_keys, 1) loop
+                continue when coalesce(pg_catalog.jsonb_typeof(element -> accepted_keys[k]), 'null')
+                    in ('null', case when accepted_keys[k] = 'metadata' then 'object'
+                                     when accepted_keys[k] = 'tokens' then 'number'
+                                     else 'string' end);
+                raise exception using
+                    errcode = 'invalid_parameter_value',
+                    message = sessionlog._invalid(label || '.' || accepted_keys[k],
+                        pg_catalog.left((element -> accepted_keys[k])::text, 200),
+                        pg_catalog.format('is a JSON %s', pg_catalog.jsonb_typeof(element -> accepted_keys[k]))),
+                    hint = case accepted_keys[k]
+                        when 'metadata' then 'metadata is a JSON object, or null'
+                        when 'tokens' then 'tokens is an integer >= 0, or null'
+                        else accepted_keys[k] || ' is a JSON string, or null' end;
+            end loop;
+            if (element ->> 'tokens')::numeric not between 0 and 2147483647
+               or (element ->> 'tokens')::numeric <> pg_catalog.trunc((element ->> 'tokens')::numeric) then
+                raise exception using
+                    errcode = 'invalid_parameter_value',
+                    message = sessionlog._invalid(label || '.tokens', element ->> 'tokens',
+                        'is not an integer >= 0'),
+                    hint = 'tokens is an integer >= 0, or null';
+            end if;
+
+            users[i + 1] := sessionlog._acting_user(element ->> 'user_id', true, label || '.user_id');
+            ref := sessionlog._session_ref(element ->> 'session_id', label || '.session_id');
+            session_uuids[i + 1] := ref.session_uuid;
+            session_tokens[i + 1] := ref.session_token;
+            roles[i + 1] := sessionlog._choice(element ->> 'role', label || '.role', sessionlog._message_roles());
+            contents[i + 1] := sessionlog._content(element ->> 'content', label || '.content');
+            models[i + 1] := element ->> 'model';
+            token_counts[i + 1] := (element ->> 'tokens')::numeric::integer;
+            metadatas[i + 1] := sessionlog._metadata(element -> 'metadata', label || '.metadata');
+            if element ->> 'client_message_id' is not null then
+                idempotency_keys[i + 1] := sessionlog._id(element ->> 'client_message_id',
+                    label || '.client_message_id');
+            end if;
+        end loop;
     end if;
 
     -- Parents, in key order. Users found by ON CONFLICT are locked (FOR KEY
@@ -148,20 +236,23 @@ begin
         exit when locked_users + pg_catalog.cardinality(created_users) = user_count;
     end loop;
 
-    with wanted as (
-        select distinct u, t from unnest(users, session_tokens) x (u, t)
-        where t is not null
-    ), inserted as (
-        insert into sessionlog.sessions (id, user_id, token)
-        select pg_catalog.gen_random_uuid(), u, t from wanted order by u, t
-        on conflict do nothing
-        returning id
-    )
-    select coalesce(pg_catalog.array_agg(id), '{}') into created_sessions from inserted;
+    created_sessions := '{}';
+    if pg_catalog.cardinality(pg_catalog.array_remove(session_tokens, null)) > 0 then
+        with wanted as (
+            select distinct u, t from unnest(users, session_tokens) x (u, t)
+            where t is not null
+        ), inserted as (
+            insert into sessionlog.sessions (id, user_id, token)
+            select pg_catalog.gen_random_uuid(), u, t from wanted order by u, t
+            on conflict do nothing
+            returning id
+        )
+        select coalesce(pg_catalog.array_agg(id), '{}') into created_sessions from inserted;
 
-    select pg_catalog.array_agg(coalesce(x.sid, s.id) order by x.ord) into session_uuids
-    from unnest(users, session_uuids, session_tokens) with ordinality x (u, sid, t, ord)
-    left join sessionlog.sessions s on x.t is not null and s.user_id = x.u and s.token = x.t;
+        select pg_catalog.array_agg(coalesce(x.sid, s.id) order by x.ord) into session_uuids
+        from unnest(users, session_uuids, session_tokens) with ordinality x (u, sid, t, ord)
+        left join sessionlog.sessions s on x.t is not null and s.user_id = x.u and s.token = x.t;
+    end if;
 
     -- A new UUID named by several users goes to the first element that names
     -- it, as sequential log_message calls would give it; the others are 42501.
@@ -184,46 +275,50 @@ begin
     order by s.id
     for no key update;
 
-    select x.ord - 1 as i, x.sid into bad
-    from unnest(session_uuids, users) with ordinality x (sid, u, ord)
-    where not exists (select from sessionlog.sessions s where s.id = x.sid and s.user_id = x.u)
-    order by x.ord limit 1;
+    select p.i, p.sid into bad
+    from (select x.sid, x.u, pg_catalog.min(x.ord) - 1 as i
+          from unnest(session_uuids, users) with ordinality x (sid, u, ord)
+          group by x.sid, x.u) p
+    where not exists (select from sessionlog.sessions s where s.id = p.sid and s.user_id = p.u)
+    order by p.i limit 1;
     if found then
         perform sessionlog._not_owner(bad.sid, pg_catalog.format('messages[%s].session_id', bad.i));
     end if;
 
     -- An idempotency key seen before (in the table, or earlier in the batch)
     -- must come with the same message.
-    with batch as (
-        select x.*, x.ord - 1 as i,
-               pg_catalog.min(x.ord) over (partition by x.sid, x.cmid) as first_ord
-        from unnest(users, session_uuids, roles, contents, models, token_counts,
-                               metadatas, idempotency_keys)
-             with ordinality x (u, sid, role, content, model, tokens, metadata, cmid, ord)
-    )
-    select b.i, b.cmid, b.sid, coalesce(m.position::text, 'messages[' || (f.i) || ']') as holder
-    into bad
-    from batch b
-    join batch f on f.ord = b.first_ord
-    left join sessionlog.messages m
-        on m.user_id = b.u and m.session_id = b.sid and m.client_message_id = b.cmid
-    where b.cmid is not null
-      and (b.role, b.content, b.model, b.tokens, b.metadata) is distinct from
-          (coalesce(m.role, f.role), coalesce(m.content, f.content),
-           case when m.id is null then f.model else m.model end,
-           case when m.id is null then f.tokens else m.tokens end,
-           coalesce(m.metadata, f.metadata))
-    order by b.ord limit 1;
-    if found then
-        raise exception using
-            errcode = 'unique_violation',
-            message = pg_catalog.format(
-                'messages[%s].client_message_id %L was already used in session %s for a different message',
-                bad.i, bad.cmid, bad.sid),
-            detail = pg_catalog.format('the key belongs to %s',
-                case when bad.holder like 'messages[%' then bad.holder
-                     else 'the message at position ' || bad.holder end),
-            hint = 'send the original message again to get it back, or use a new client_message_id';
+    if pg_catalog.cardinality(pg_catalog.array_remove(idempotency_keys, null)) > 0 then
+        with batch as (
+            select x.*, x.ord - 1 as i,
+                   pg_catalog.min(x.ord) over (partition by x.sid, x.cmid) as first_ord
+            from unnest(users, session_uuids, roles, contents, models, token_counts,
+                                   metadatas, idempotency_keys)
+                 with ordinality x (u, sid, role, content, model, tokens, metadata, cmid, ord)
+        )
+        select b.i, b.cmid, b.sid, coalesce(m.position::text, 'messages[' || (f.i) || ']') as holder
+        into bad
+        from batch b
+        join batch f on f.ord = b.first_ord
+        left join sessionlog.messages m
+            on m.user_id = b.u and m.session_id = b.sid and m.client_message_id = b.cmid
+        where b.cmid is not null
+          and (b.role, b.content, b.model, b.tokens, b.metadata) is distinct from
+              (coalesce(m.role, f.role), coalesce(m.content, f.content),
+               case when m.id is null then f.model else m.model end,
+               case when m.id is null then f.tokens else m.tokens end,
+               coalesce(m.metadata, f.metadata))
+        order by b.ord limit 1;
+        if found then
+            raise exception using
+                errcode = 'unique_violation',
+                message = pg_catalog.format(
+                    'messages[%s].client_message_id %L was already used in session %s for a different message',
+                    bad.i, bad.cmid, bad.sid),
+                detail = pg_catalog.format('the key belongs to %s',
+                    case when bad.holder like 'messages[%' then bad.holder
+                         else 'the message at position ' || bad.holder end),
+                hint = 'send the original message again to get it back, or use a new client_message_id';
+        end if;
     end if;
 
     return query
