@@ -82,7 +82,7 @@ def applied_migrations(dsn: str) -> list[str]:
 
 def test_upgrade_from_empty_applies_every_migration_and_the_functions_work(empty_dsn):
     result = sessionlog.migrate(empty_dsn)
-    assert result.applied == MIGRATIONS == ["0001_roles", "0002_core"]
+    assert result.applied == MIGRATIONS == ["0001_roles", "0002_core", "0003_strict_id_check"]
     assert result.functions == len(function_files())
     assert applied_migrations(empty_dsn) == MIGRATIONS
     row = log_one(empty_dsn)
@@ -118,14 +118,41 @@ def test_rollback_to_empty_removes_every_object_and_upgrade_works_again(empty_ds
     assert (row["position"], row["user_created"]) == (1, True)  # the old data is gone
 
 
-def test_rollback_of_the_last_migration_only_keeps_the_roles_migration(empty_dsn):
+def test_rollback_of_all_but_the_roles_migration_keeps_the_roles(empty_dsn):
     sessionlog.migrate(empty_dsn)
-    assert sessionlog.rollback(empty_dsn, count=1) == ["0002_core"]
+    assert sessionlog.rollback(empty_dsn, count=2) == ["0003_strict_id_check", "0002_core"]
     assert applied_migrations(empty_dsn) == ["0001_roles"]
     with psycopg.connect(empty_dsn) as conn:
         assert conn.execute("select to_regnamespace('sessionlog')").fetchone() == (None,)
-    assert sessionlog.migrate(empty_dsn).applied == ["0002_core"]
+    assert sessionlog.migrate(empty_dsn).applied == ["0002_core", "0003_strict_id_check"]
     assert log_one(empty_dsn)["position"] == 1
+
+
+def test_rollback_of_the_strict_id_check_calls_it_for_null_again(empty_dsn):
+    sessionlog.migrate(empty_dsn)
+    assert validity_checks_of_a_message_without_key(empty_dsn) == 0
+    assert sessionlog.rollback(empty_dsn, count=1) == ["0003_strict_id_check"]
+    assert validity_checks_of_a_message_without_key(empty_dsn) == 1
+    assert sessionlog.migrate(empty_dsn).applied == ["0003_strict_id_check"]
+    assert validity_checks_of_a_message_without_key(empty_dsn) == 0
+
+
+def validity_checks_of_a_message_without_key(dsn: str) -> int:
+    """Calls of _is_valid_id made by the CHECKs when a message with no
+    client_message_id is inserted into an existing session."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("set track_functions = 'all'")
+        conn.execute("insert into sessionlog.users (id) values ('u-strict') on conflict do nothing")
+        session = conn.execute("insert into sessionlog.sessions (id, user_id)"
+                               " values (gen_random_uuid(), 'u-strict') returning id").fetchone()[0]
+        before = conn.execute("select coalesce(pg_stat_get_xact_function_calls("
+                              "'sessionlog._is_valid_id'::regproc), 0)").fetchone()[0]
+        conn.execute("insert into sessionlog.messages (user_id, session_id, position, role, content)"
+                     " values ('u-strict', %s, 1, 'user', 'hi')", [session])
+        after = conn.execute("select coalesce(pg_stat_get_xact_function_calls("
+                             "'sessionlog._is_valid_id'::regproc), 0)").fetchone()[0]
+        conn.rollback()
+    return after - before
 
 
 def test_two_concurrent_migrations_of_an_empty_database_both_succeed(empty_dsn, dsn):

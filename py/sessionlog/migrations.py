@@ -2,7 +2,7 @@
 
     >>> from sessionlog import migrate
     >>> migrate("postgresql://app@localhost/app")          # doctest: +SKIP
-    MigrationResult(applied=['0001_roles', '0002_core'], functions=13)
+    MigrationResult(applied=['0001_roles', '0002_core', '0003_strict_id_check'], functions=13)
 
 Migrations under ``sql/migrations`` change the schema and are applied once;
 the files under ``sql/functions`` are ``CREATE OR REPLACE`` and are applied
