@@ -370,23 +370,39 @@ def calibrated_proxy(server: BenchServer, dbname: str, added_ms: float, calls: i
                    "delay_each_way_ms": round(delay, 3), "target_added_ms": added_ms}
 
 
+#: How far the round trip through the proxy may drift from the target during
+#: the phase before the phase is run again (a load spike during calibration
+#: once left it at half the target).
+RTT_TOLERANCE = 0.25
+RTT_ATTEMPTS = 2
+
+
 def rtt(cfg: Config, server: BenchServer, dbname: str, res: Results, log: Log) -> None:
-    proxy, res.rtt_probe = calibrated_proxy(server, dbname, cfg.added_rtt_ms, cfg.ping_calls, log)
-    conns: dict[str, psycopg.Connection[Any]] = {}
-    try:
-        conns = _connections(server.tcp_dsn(dbname, port=proxy.listen_port))
-        for r in range(cfg.repeats):
-            steps = {(setting, name): RTT_CASES[name](conns[setting])
-                     for setting in rotate(SETTINGS, r) for name in rotate(list(RTT_CASES), r)}
-            for (setting, name), sample in run_interleaved(steps, cfg.seconds, slices=cfg.slices).items():
-                _add(res.rtt, sample, setting, name)
-            log(f"1 ms round trip: round {r + 1} of {cfg.repeats} done")
-        # The round trip again, after: how stable the proxy was.
-        res.rtt_probe["via_proxy_after_us"] = _round_trip_us(
-            server.tcp_dsn(dbname, port=proxy.listen_port), cfg.ping_calls)
-    finally:
-        _close(conns)
-        proxy.stop()
+    target = cfg.added_rtt_ms * 1000
+    for attempt in range(1, RTT_ATTEMPTS + 1):
+        samples: dict[str, dict[str, list[Any]]] = {s: {} for s in SETTINGS}
+        proxy, probe = calibrated_proxy(server, dbname, cfg.added_rtt_ms, cfg.ping_calls, log)
+        conns: dict[str, psycopg.Connection[Any]] = {}
+        try:
+            conns = _connections(server.tcp_dsn(dbname, port=proxy.listen_port))
+            for r in range(cfg.repeats):
+                steps = {(setting, name): RTT_CASES[name](conns[setting])
+                         for setting in rotate(SETTINGS, r) for name in rotate(list(RTT_CASES), r)}
+                for (setting, name), sample in run_interleaved(steps, cfg.seconds, slices=cfg.slices).items():
+                    _add(samples, sample, setting, name)
+                log(f"1 ms round trip: round {r + 1} of {cfg.repeats} done")
+            # The round trip again, after: how stable the proxy was.
+            probe["via_proxy_after_us"] = _round_trip_us(
+                server.tcp_dsn(dbname, port=proxy.listen_port), cfg.ping_calls)
+        finally:
+            _close(conns)
+            proxy.stop()
+        added_after = probe["via_proxy_after_us"] - probe["tcp_direct_us"]
+        res.rtt, res.rtt_probe = samples, {**probe, "attempts": attempt}
+        if abs(added_after - target) <= RTT_TOLERANCE * target:
+            return
+        log(f"1 ms round trip: the proxy added {added_after / 1000:.3f} ms by the end, not "
+            f"{cfg.added_rtt_ms:g}; " + ("measuring again" if attempt < RTT_ATTEMPTS else "kept, flagged"))
 
 
 # --- cost as the table grows ----------------------------------------------------------

@@ -305,6 +305,12 @@ def environment(res: Results) -> str:
                      f"{p.get('via_proxy_us', 0):.0f} µs through the proxy before the cases and "
                      f"{p.get('via_proxy_after_us', 0):.0f} µs after (delay set to "
                      f"{p.get('delay_each_way_ms')} ms each way to add {p.get('target_added_ms')} ms)")
+        added_after = (p.get("via_proxy_after_us", 0) - p.get("tcp_direct_us", 0)) / 1000
+        target = p.get("target_added_ms") or 0
+        if target and abs(added_after - target) > 0.25 * target:
+            lines.append(f"- **the 1 ms round-trip figures are unreliable**: the proxy added "
+                         f"{added_after:.2f} ms by the end of the phase, not {target:g} ms "
+                         f"(after {p.get('attempts', 1)} attempts)")
     return "\n".join(lines)
 
 
