@@ -9,6 +9,10 @@ create or replace function public.log_messages(messages jsonb default null)
     volatile
     security invoker
     set search_path = ''
+    -- Planned once per session: a custom plan per call (what the plan cache
+    -- keeps choosing, as it sizes unnest() from the array it is given) cost
+    -- 0.3–0.5 ms per call, a quarter of a one-message batch.
+    set plan_cache_mode = force_generic_plan
     language plpgsql
 as $$
 #variable_conflict use_column
