@@ -39,6 +39,7 @@ declare
     created_sessions uuid[];
     bad record;
     batch_ok boolean;
+    has_keys boolean;
     under_rls boolean := pg_catalog.row_security_active('sessionlog.sessions'::regclass);
     subject text;
 begin
@@ -291,7 +292,8 @@ begin
 
     -- An idempotency key seen before (in the table, or earlier in the batch)
     -- must come with the same message.
-    if pg_catalog.cardinality(pg_catalog.array_remove(idempotency_keys, null)) > 0 then
+    has_keys := pg_catalog.cardinality(pg_catalog.array_remove(idempotency_keys, null)) > 0;
+    if has_keys then
         with batch as (
             select x.*, x.ord - 1 as i,
                    pg_catalog.min(x.ord) over (partition by x.sid, x.cmid) as first_ord
@@ -334,10 +336,14 @@ begin
                                metadatas, idempotency_keys)
              with ordinality x (u, sid, role, content, model, tokens, metadata, cmid, ord)
     ), original as (
+        -- A batch without keys never looks at the messages: the condition on
+        -- the variable alone runs once, before the join (whatever plan the
+        -- statistics of the moment gave it).
         select b.ord, m.id, m.position, m.created_at
         from batch b
         join sessionlog.messages m
             on m.user_id = b.u and m.session_id = b.sid and m.client_message_id = b.cmid
+        where has_keys
     ), fresh as (
         select b.*, pg_catalog.gen_random_uuid() as message_id,
                s.message_count + pg_catalog.row_number() over (partition by b.sid order by b.ord) as position
