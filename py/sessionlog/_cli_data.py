@@ -109,7 +109,9 @@ def _all_sessions(state: State, user: str) -> list[Session]:
         if len(rows) < PAGE:
             break
         before = rows[-1].last_activity_at
-    return sorted(found.values(), key=lambda s: (s.created_at, str(s.session_id)))
+    # Sessions created in one call share created_at; their tokens (or UUIDs,
+    # which the client chose) order them the same way in every database.
+    return sorted(found.values(), key=lambda s: (s.created_at, s.token or str(s.session_id)))
 
 
 def _export_line(user: str, address: str, m: Message) -> dict[str, Any]:
@@ -131,7 +133,13 @@ def export(state: State, user: str, session_id: str | None) -> None:
     One message per line with log_message's keys plus position and
     created_at, sessions oldest first, each in position order. session_id is
     the session's token when it has one, else its UUID (with --session: the
-    value given). With --json, one JSON array instead.
+    value given). With --json, one JSON array instead. A user or session with
+    no messages is said on stderr (exit 0, nothing on stdout but an empty
+    array with --json).
+
+    Export then import into the SAME database logs every message without a
+    client_message_id again (a copy); the messages with one are reported as
+    duplicates. Into another database, the round trip is exact.
 
     \b
     Examples:
@@ -157,6 +165,9 @@ def export(state: State, user: str, session_id: str | None) -> None:
             first = False
     if state.json:
         click.echo("\n]" if not first else "]")
+    if first:
+        what = f"session {session_id!r} of {user!r}" if session_id else f"user {user!r}"
+        click.echo(f"nothing to export: {what} has no messages", err=True)
 
 
 COMMANDS = [import_, export]

@@ -11,7 +11,7 @@ from psycopg import sql
 
 from . import _cli_output as out
 from . import embedded, migrations
-from ._cli_common import CLIError, State, command, group, pass_state, quiet
+from ._cli_common import State, command, group, pass_state, quiet
 
 
 @command()
@@ -159,17 +159,20 @@ def server_status(state: State) -> None:
 @server.command("url")
 @pass_state
 def server_url(state: State) -> None:
-    """Print the connection URI of the running embedded server.
+    """Print the connection URI of the embedded server, for psql.
+
+    Starts (and on first use migrates) the server when it is not running, so
+    that psql "$(sessionlog server url)" always reaches it. The server
+    listens on a Unix socket only and trusts it: no password is asked (any
+    is accepted), the socket's directory is the door.
 
     \b
     Example:
       psql "$(sessionlog server url)"
     """
     with quiet():
-        uri = embedded.uri(state.data_dir)
-    if uri is None:
-        raise CLIError(f"the embedded server in {_data_dir(state)} is not running",
-                       hint="start it with: sessionlog server start")
+        uri = embedded.start(state.data_dir)
+    migrations.ensure_migrated(uri)
     state.emit({"uri": uri}, lambda: click.echo(uri))
 
 

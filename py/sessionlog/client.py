@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import _calls
 from .errors import from_psycopg
@@ -112,7 +112,12 @@ class SessionLog(_calls.SyncAPI):
     def _fetch(self, query: sql.Composed, params: dict[str, Any], owned: bool) -> list[Any]:
         if self._conn is None:
             assert self._pool is not None
-            with self._pool.connection() as conn:  # commits on exit
+            try:
+                with self._pool.connection(min(_calls.FAIL_FAST, self._pool.timeout)) as conn:
+                    return _run(conn, query, params)  # commits on exit
+            except PoolTimeout:
+                self._probe()  # raises the reason when the server is unreachable
+            with self._pool.connection(max(0.0, self._pool.timeout - _calls.FAIL_FAST)) as conn:
                 return _run(conn, query, params)
         try:
             return _run(self._conn, query, params)
@@ -123,6 +128,19 @@ class SessionLog(_calls.SyncAPI):
                 with contextlib.suppress(psycopg.Error):
                     self._conn.rollback()
             raise
+
+    def _probe(self) -> None:
+        """Connect once as the pool does; raise ConnectionFailed with the
+        server's reason if that fails (see _calls.FAIL_FAST)."""
+        assert self._pool is not None
+        pool = self._pool
+        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
+        kwargs = pool.kwargs() if callable(pool.kwargs) else pool.kwargs
+        dsn, options = _calls.probe_args(conninfo, kwargs)
+        try:
+            pool.connection_class.connect(dsn, **options).close()
+        except psycopg.Error as exc:
+            raise _calls.unreachable(exc) from None
 
 
 def _run(conn: psycopg.Connection[Any], query: sql.Composed, params: dict[str, Any]) -> list[Any]:

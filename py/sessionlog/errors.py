@@ -72,6 +72,23 @@ class ConnectionFailed(SessionLogError):
     """08xxx, or no connection at all (server unreachable, pool timeout)."""
 
 
+class NotInstalled(SessionLogError):
+    """The database has no sessionlog (or an older one without this
+    function): 42883 on a ``public`` function, PostgREST's PGRST202."""
+
+
+INSTALL_HINT = ("install sessionlog there with: sessionlog --dsn <this database> migrate, "
+                "or run the script printed by: sessionlog sql bundle "
+                "(psql -f, or the Supabase SQL editor)")
+
+
+def not_installed(message: str, sqlstate: str | None, detail: str | None = None) -> NotInstalled:
+    """``function public.log_message(...) does not exist`` said plainly."""
+    return NotInstalled(f"sessionlog is not installed in this database, or is older than "
+                        f"this client ({message})", sqlstate=sqlstate, detail=detail,
+                        hint=INSTALL_HINT)
+
+
 _EXACT: dict[str, type[SessionLogError]] = {
     "42501": NotOwner,
     "23505": IdempotencyConflict,
@@ -103,6 +120,11 @@ def from_sqlstate(
     hint: str | None = None,
 ) -> SessionLogError:
     """``from_sqlstate("22023", "unknown role: robot")`` -> InvalidArgument."""
+    # Only our public functions are called, by name and with the right
+    # argument names, so "does not exist" means they are not there.
+    if (sqlstate == "42883" and message.startswith("function public.")) \
+            or sqlstate == "PGRST202":
+        return not_installed(message, sqlstate, detail)
     return error_class(sqlstate)(message, sqlstate=sqlstate, detail=detail, hint=hint)
 
 
