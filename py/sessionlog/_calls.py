@@ -134,6 +134,10 @@ _TEXT_LIMITS = {
 }
 # Identifiers are trimmed by the server before their length is checked.
 _ID_PARAMS = frozenset({"user_id", "session_id", "client_message_id", "event_type"})
+_ID_HINT = ("text of 1 to 255 characters without control characters, "
+            "e.g. a UUID, 'test-user-123' or 'user_2abc'")
+_LIMITS = {name: limit for name, (limit, _) in _TEXT_LIMITS.items()} | dict.fromkeys(
+    _ID_PARAMS, MAX_ID)
 
 
 def _refuse(argument: str, value: Any, problem: str, hint: str) -> errors.InvalidArgument:
@@ -162,16 +166,12 @@ def _check_chars(argument: str, value: str) -> None:
                   "or decode the bytes it came from with errors='replace'")
 
 
-def _check_text(argument: str, name: str, value: Any) -> None:
-    if not isinstance(value, str):
-        return  # the server names the wrong type
-    if name in _ID_PARAMS:
-        limit, hint = MAX_ID, ("text of 1 to 255 characters without control characters, "
-                               "e.g. a UUID, 'test-user-123' or 'user_2abc'")
-        size = len(value) if len(value) <= MAX_ID else len(value.strip())
-    else:
-        limit, hint = _TEXT_LIMITS[name]
-        size = len(value)
+def _check_text(argument: str, name: str, value: str) -> None:
+    """Refuse ``value`` if it is too long for ``name`` or has a bad character."""
+    limit, hint = _TEXT_LIMITS.get(name) or (MAX_ID, _ID_HINT)
+    size = len(value)
+    if size > limit and name in _ID_PARAMS:
+        size = len(value.strip())  # the server trims ids first
     if size > limit:
         raise _refuse(argument, value, f"has {size} characters, at most {limit} are allowed",
                       f"{argument} is {hint}")
@@ -183,25 +183,36 @@ def _json_size(argument: str, value: Any, budget: int, depth: int = 1) -> int:
     once (no copy) and stopping as soon as ``budget`` is passed; checks the
     depth and every string on the way. Escapes only add characters, so a value
     refused here is also too large for the server."""
-    if isinstance(value, str):
-        _check_chars(argument, value)
+    kind = type(value)
+    if kind is str:
+        if "\x00" in value or not value.isascii():
+            _check_chars(argument, value)
         return len(value) + 2
-    if isinstance(value, Mapping):
-        items: Any = value.items()
-    elif isinstance(value, (list, tuple)):
-        items = ((None, v) for v in value)
-    elif isinstance(value, bool) or value is None:
-        return 4 if value is not False else 5
+    if kind is dict:
+        pairs: Any = value.items()
+    elif kind is list or kind is tuple:
+        pairs = None
+    elif value is None or kind is bool or kind is int or kind is float:
+        return 1  # at least one character
+    elif isinstance(value, Mapping):  # after the common types: an ABC check is slow
+        pairs = value.items()
     else:
         return len(str(value))
     if depth > MAX_DEPTH:
         raise _refuse(argument, "...", f"is nested more than {MAX_DEPTH} levels deep",
                       f"{argument} is a JSON object at most {MAX_DEPTH} levels deep")
     size = 2
-    for key, item in items:
-        if key is not None:
-            size += _json_size(argument, str(key), budget - size, depth) + 2
-        size += _json_size(argument, item, budget - size, depth + 1) + 2
+    if pairs is None:
+        for item in value:
+            size += _json_size(argument, item, budget - size, depth + 1) + 2
+            if size > budget:
+                break
+        return size
+    for key, item in pairs:
+        key = str(key)
+        if "\x00" in key or not key.isascii():
+            _check_chars(argument, key)
+        size += len(key) + 4 + _json_size(argument, item, budget - size, depth + 1)
         if size > budget:
             break
     return size
@@ -215,16 +226,19 @@ def _check_metadata(argument: str, value: Any) -> None:
 
 
 def _check_values(prefix: str, values: Mapping[str, Any]) -> None:
+    # On the path of every call: the common case (short ASCII text without
+    # NUL) costs a dict lookup, a len() and two C-level tests per argument.
     for name, value in values.items():
-        if value is None:
-            continue
-        argument = f"{prefix}{name}"
-        if name in _TEXT_LIMITS or name in _ID_PARAMS:
-            _check_text(argument, name, value)
-        elif name == "metadata":
-            _check_metadata(argument, value)
-        elif isinstance(value, str):  # role, decision, risk_level, ...
-            _check_chars(argument, value)
+        if type(value) is str:
+            limit = _LIMITS.get(name)
+            if (limit is not None and len(value) > limit) or "\x00" in value \
+                    or not value.isascii():
+                if limit is None:  # role, decision, risk_level, ...
+                    _check_chars(f"{prefix}{name}", value)
+                else:
+                    _check_text(f"{prefix}{name}", name, value)
+        elif name == "metadata" and value is not None:
+            _check_metadata(f"{prefix}{name}", value)
 
 
 def check_sizes(name: str, params: Mapping[str, Any]) -> None:
