@@ -374,3 +374,38 @@ def test_json_after_the_command_name_in_a_real_subprocess(dsn):
                           text=True, env=clean_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["token"] == "chat-1"
+
+
+def test_a_wrong_argument_type_is_not_mistaken_for_not_installed(dsn):
+    """42883 also means "no function matches these argument types": that is
+    not NotInstalled when the function is there."""
+    from sessionlog import SessionLogError
+
+    with SessionLog(dsn) as log, pytest.raises(SessionLogError) as raised:
+        log.log_message(user_id="alice", session_id="chat-1", role="user",
+                        content=b"bytes, not text")  # type: ignore[arg-type]
+    assert raised.value.sqlstate == "42883" and not isinstance(raised.value, NotInstalled)
+
+
+async def test_async_client_on_an_unmigrated_database_is_not_installed(password_server):
+    from sessionlog import AsyncSessionLog
+
+    dsn = unmigrated(password_server, "empty_async")
+    with pytest.raises(NotInstalled, match="sessionlog is not installed"):
+        async with await AsyncSessionLog.connect(dsn) as log:
+            await log.list_sessions(user_id="alice")
+
+
+def test_supabase_adapter_on_an_unmigrated_database_is_not_installed(password_server):
+    from supabase import create_client
+
+    from sessionlog import SupabaseSessionLog
+    from tests.postgrest_stub import PostgrestStub, sign_jwt
+
+    dsn = unmigrated(password_server, "empty_supabase")
+    with PostgrestStub(dsn) as api:
+        client = create_client(api.url, sign_jwt({"role": "service_role"}))
+        with pytest.raises(NotInstalled) as raised:
+            SupabaseSessionLog(client).log_message(user_id="alice", session_id="chat-1",
+                                                   role="user", content="Hello")
+    assert raised.value.sqlstate == "PGRST202" and "sql bundle" in raised.value.hint

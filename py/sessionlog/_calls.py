@@ -361,6 +361,15 @@ def probe_args(conninfo: str, kwargs: Mapping[str, Any] | None) -> tuple[str, di
     return conninfo, options
 
 
+#: Whether public.<name> exists at all: after 42883, tells "sessionlog is not
+#: installed" from "no function matches these argument types".
+FUNCTION_EXISTS = "select pg_catalog.to_regproc(%(name)s) is not null as found"
+
+
+def function_name(name: str) -> dict[str, str]:
+    return {"name": f"public.{name}"}
+
+
 def unreachable(exc: psycopg.Error) -> errors.ConnectionFailed:
     """The server's own reason, e.g. connection refused or a wrong password."""
     reason = " ".join(str(exc).split()) or type(exc).__name__

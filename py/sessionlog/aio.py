@@ -30,7 +30,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import _calls
-from .errors import from_psycopg
+from .errors import from_psycopg, not_installed
 from .results import (
     AuthDecision,
     BehavioralVector,
@@ -111,8 +111,19 @@ class AsyncSessionLog:
                     await asyncio.sleep(_calls.backoff(attempt))
                     attempt += 1
                     continue
+                if exc.sqlstate == "42883" and not await self._installed(name, owned):
+                    raise not_installed(str(exc.diag.message_primary), exc.sqlstate) from exc
                 raise from_psycopg(exc) from exc
             return _calls.convert(call, rows)
+
+    async def _installed(self, name: str, owned: bool) -> bool:
+        """Whether public.<name> exists (True when that cannot be told)."""
+        try:
+            rows = await self._fetch(sql.SQL(_calls.FUNCTION_EXISTS),
+                                     _calls.function_name(name), owned)
+        except psycopg.Error:
+            return True
+        return bool(rows and rows[0]["found"])
 
     def _owns_transaction(self) -> bool:
         """True unless the caller's connection is inside its own transaction."""

@@ -74,7 +74,8 @@ class ConnectionFailed(SessionLogError):
 
 class NotInstalled(SessionLogError):
     """The database has no sessionlog (or an older one without this
-    function): 42883 on a ``public`` function, PostgREST's PGRST202."""
+    function): the clients raise it for 42883 when the function is not there
+    at all (not for a wrong argument type), and for PostgREST's PGRST202."""
 
 
 INSTALL_HINT = ("install sessionlog there with: sessionlog --dsn <this database> migrate, "
@@ -120,11 +121,6 @@ def from_sqlstate(
     hint: str | None = None,
 ) -> SessionLogError:
     """``from_sqlstate("22023", "unknown role: robot")`` -> InvalidArgument."""
-    # Only our public functions are called, by name and with the right
-    # argument names, so "does not exist" means they are not there.
-    if (sqlstate == "42883" and message.startswith("function public.")) \
-            or sqlstate == "PGRST202":
-        return not_installed(message, sqlstate, detail)
     return error_class(sqlstate)(message, sqlstate=sqlstate, detail=detail, hint=hint)
 
 
