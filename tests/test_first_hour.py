@@ -334,6 +334,14 @@ def test_psql_server_url_works_even_when_the_server_was_stopped(tmp_path):
                               timeout=300)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == "0" and "/var/run/postgresql" not in proc.stderr
+        # It listens on a Unix socket only and trusts it: any password is
+        # accepted (the README and `server url --help` say so).
+        uri = embedded.uri(data_dir)
+        assert uri is not None
+        with psycopg.connect(uri, password="any-wrong-password") as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+            assert conn.execute("select setting from pg_settings where name = "
+                                "'listen_addresses'").fetchone() == ("",)
     finally:
         subprocess.run([*cli, "server", "stop"], env=env, capture_output=True, timeout=120)
         embedded.stop(data_dir)
@@ -409,3 +417,29 @@ def test_supabase_adapter_on_an_unmigrated_database_is_not_installed(password_se
             SupabaseSessionLog(client).log_message(user_id="alice", session_id="chat-1",
                                                    role="user", content="Hello")
     assert raised.value.sqlstate == "PGRST202" and "sql bundle" in raised.value.hint
+
+
+# --- 6. export then import into the same database: what it does is said ----------------
+
+def test_export_import_into_the_same_database_copies_only_messages_without_a_key(dsn, db):
+    """The round trip is exact into another database (test_cli); into the
+    same one, messages with a client_message_id come back as duplicates and
+    the others are copied: the README and `export --help` say so."""
+    argv = [sys.executable, str(REPO / "cli.py"), "--dsn", dsn]
+    for i, key in enumerate(["k1", None, "k3", None]):
+        extra = ["--client-id", key] if key else []
+        subprocess.run([*argv, "log", "alice", "chat-1", "user", f"m{i}", *extra], check=True,
+                       capture_output=True, env=clean_env(), timeout=120)
+    exported = subprocess.run([*argv, "export", "--user", "alice"], check=True,
+                              capture_output=True, text=True, env=clean_env(), timeout=120)
+    imported = subprocess.run([*argv, "--json", "import", "-"], input=exported.stdout,
+                              capture_output=True, text=True, env=clean_env(), timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    summary = json.loads(imported.stdout)
+    assert (summary["inserted"], summary["duplicate"]) == (2, 2)
+    assert db.execute("select count(*) as n from sessionlog.messages").fetchone()["n"] == 6
+    helped = subprocess.run([*argv, "export", "--help"], capture_output=True, text=True,
+                            env=clean_env(), timeout=120).stdout
+    assert "SAME database" in helped and "client_message_id" in helped
+    readme = (REPO / "README.md").read_text()
+    assert "importing an export back into the same database" in " ".join(readme.split())
