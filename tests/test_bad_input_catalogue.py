@@ -227,7 +227,8 @@ def check(case: Case, way: str, outcome: Outcome, expect: Any, db: psycopg.Conne
         assert outcome.sqlstate == expect.sqlstate, f"{what}: {outcome.error!r}"
         if way != "sql":
             assert isinstance(outcome.error, expect.error), f"{what}: {outcome.error!r}"
-        if way == "supabase":
+        if way == "supabase" and not (outcome.http is None and outcome.sqlstate == "22023"):
+            # (no HTTP status: the adapter refused a size before sending, as the shim does)
             assert outcome.http == expect.http, f"{what}: HTTP {outcome.http}"
         for name in expect.names:
             assert name in outcome.message, f"{what}: {name!r} not in {outcome.message!r}"
