@@ -25,9 +25,10 @@ OUR_SCHEMAS = ("public", "sessionlog")
 
 
 @pytest.fixture
-def empty_dsn(dsn: str) -> Iterator[str]:
+def empty_dsn(pg_server) -> Iterator[str]:
     """A brand-new empty database on the test server, dropped afterwards."""
     name = f"sessionlog_empty_{uuid.uuid4().hex[:12]}"
+    dsn = pg_server.dsn()
     admin = make_conninfo(dsn, dbname="postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(name)))
@@ -167,12 +168,13 @@ def test_two_concurrent_migrations_of_an_empty_database_both_succeed(empty_dsn, 
     assert log_one(empty_dsn)["position"] == 1
 
 
-def test_concurrent_migrations_of_a_migrated_database_change_nothing(db, dsn):
-    before = catalog(dsn)
-    results = run_together([lambda: sessionlog.migrate(dsn)] * 3, timeout=60)
+def test_concurrent_migrations_of_a_migrated_database_change_nothing(fresh_db, fresh_dsn):
+    # A fresh copy: re-applying the function files rewrites their catalog rows.
+    before = catalog(fresh_dsn)
+    results = run_together([lambda: sessionlog.migrate(fresh_dsn)] * 3, timeout=60)
     assert [r.applied for r in results] == [[], [], []]
-    assert catalog(dsn) == before
-    assert table_counts(db) == dict.fromkeys(table_counts(db), 0)
+    assert catalog(fresh_dsn) == before
+    assert table_counts(fresh_db) == dict.fromkeys(table_counts(fresh_db), 0)
 
 
 # --- what the migrated catalog promises -------------------------------------
