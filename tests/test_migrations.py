@@ -6,7 +6,7 @@ keys, RLS everywhere, pinned search_path, SECURITY INVOKER, EXECUTE grants)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -270,3 +270,28 @@ def test_anon_cannot_call_the_functions(db):
     finally:
         db.execute("reset role")
     assert table_counts(db)["messages"] == 0
+
+
+# --- PostgREST hears about it ------------------------------------------------
+
+def pgrst_notifications(dsn: str, action: Callable[[], object]) -> list[str]:
+    """The payloads sent on channel pgrst (as a running PostgREST listens)
+    while ``action`` runs."""
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("listen pgrst")
+        action()
+        return [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+
+
+def test_migrate_tells_postgrest_to_reload_its_schema(empty_dsn):
+    assert pgrst_notifications(empty_dsn, lambda: sessionlog.migrate(empty_dsn)) == \
+        ["reload schema"]
+    # Again with nothing to apply: the functions are re-created, so again.
+    assert pgrst_notifications(empty_dsn, lambda: sessionlog.migrate(empty_dsn)) == \
+        ["reload schema"]
+
+
+def test_rollback_tells_postgrest_to_reload_its_schema(empty_dsn):
+    sessionlog.migrate(empty_dsn)
+    assert pgrst_notifications(empty_dsn, lambda: sessionlog.rollback(empty_dsn, count=1)) == \
+        ["reload schema"]
