@@ -6,7 +6,7 @@ keys, RLS everywhere, pinned search_path, SECURITY INVOKER, EXECUTE grants)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -25,9 +25,10 @@ OUR_SCHEMAS = ("public", "sessionlog")
 
 
 @pytest.fixture
-def empty_dsn(dsn: str) -> Iterator[str]:
+def empty_dsn(pg_server) -> Iterator[str]:
     """A brand-new empty database on the test server, dropped afterwards."""
     name = f"sessionlog_empty_{uuid.uuid4().hex[:12]}"
+    dsn = pg_server.dsn()
     admin = make_conninfo(dsn, dbname="postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(name)))
@@ -167,12 +168,13 @@ def test_two_concurrent_migrations_of_an_empty_database_both_succeed(empty_dsn, 
     assert log_one(empty_dsn)["position"] == 1
 
 
-def test_concurrent_migrations_of_a_migrated_database_change_nothing(db, dsn):
-    before = catalog(dsn)
-    results = run_together([lambda: sessionlog.migrate(dsn)] * 3, timeout=60)
+def test_concurrent_migrations_of_a_migrated_database_change_nothing(fresh_db, fresh_dsn):
+    # A fresh copy: re-applying the function files rewrites their catalog rows.
+    before = catalog(fresh_dsn)
+    results = run_together([lambda: sessionlog.migrate(fresh_dsn)] * 3, timeout=60)
     assert [r.applied for r in results] == [[], [], []]
-    assert catalog(dsn) == before
-    assert table_counts(db) == dict.fromkeys(table_counts(db), 0)
+    assert catalog(fresh_dsn) == before
+    assert table_counts(fresh_db) == dict.fromkeys(table_counts(fresh_db), 0)
 
 
 # --- what the migrated catalog promises -------------------------------------
@@ -268,3 +270,28 @@ def test_anon_cannot_call_the_functions(db):
     finally:
         db.execute("reset role")
     assert table_counts(db)["messages"] == 0
+
+
+# --- PostgREST hears about it ------------------------------------------------
+
+def pgrst_notifications(dsn: str, action: Callable[[], object]) -> list[str]:
+    """The payloads sent on channel pgrst (as a running PostgREST listens)
+    while ``action`` runs."""
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("listen pgrst")
+        action()
+        return [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+
+
+def test_migrate_tells_postgrest_to_reload_its_schema(empty_dsn):
+    assert pgrst_notifications(empty_dsn, lambda: sessionlog.migrate(empty_dsn)) == \
+        ["reload schema"]
+    # Again with nothing to apply: the functions are re-created, so again.
+    assert pgrst_notifications(empty_dsn, lambda: sessionlog.migrate(empty_dsn)) == \
+        ["reload schema"]
+
+
+def test_rollback_tells_postgrest_to_reload_its_schema(empty_dsn):
+    sessionlog.migrate(empty_dsn)
+    assert pgrst_notifications(empty_dsn, lambda: sessionlog.rollback(empty_dsn, count=1)) == \
+        ["reload schema"]
