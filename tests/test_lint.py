@@ -1,5 +1,8 @@
 """Lint gates: the rules of Supabase's database linter (splinter) that apply
-to our objects, and the rules of DESIGN.md (Roles and security), each written
+to our objects (0026/0027 included: nothing of ours is visible to pg_graphql),
+and the rules of DESIGN.md (Roles and security, model v2: SECURITY INVOKER
+entry points over SECURITY DEFINER twins owned by sessionlog_owner, forced
+RLS, no table privilege for an API role), each written
 here as our own query on the catalog, plus plpgsql_check over every PL/pgSQL
 function.
 
@@ -161,8 +164,9 @@ def test_lint_0001_every_foreign_key_has_an_index(db):
 # --------------------------------------------------------------------------
 # 0003 auth calls in RLS policies re-evaluated for each row
 
-#: A call that reads the caller's identity: our helper, a setting, Supabase's auth.*().
-AUTH_CALL = r"((sessionlog\.)?_jwt_sub\(\)|(pg_catalog\.)?current_setting\(|auth\.(uid|jwt|role|email)\(\))"
+#: A call that reads the caller's identity: our helpers, a setting, Supabase's auth.*().
+AUTH_CALL = (r"((sessionlog\.)?_(jwt_sub|jwt_subject|rls_user|caller_is_trusted|caller_role)\(\)"
+             r"|(pg_catalog\.)?current_setting\(|auth\.(uid|jwt|role|email)\(\))")
 
 #: Every such call in a policy's USING or WITH CHECK is the start of a
 #: sub-select, ``( SELECT call...)``, so that it runs once per statement
@@ -193,10 +197,10 @@ LINT_0003 = rf"""
 
 def test_lint_0003_auth_calls_in_policies_are_wrapped_in_a_sub_select(db):
     assert_clean(lint(db, LINT_0003), "0003 auth_rls_initplan",
-                 "write (select sessionlog._jwt_sub()) instead of sessionlog._jwt_sub()")
-    # Our policies do read the JWT: the lint has something to look at.
+                 "write (select sessionlog._rls_user()) instead of sessionlog._rls_user()")
+    # Our policies do read the caller's identity: the lint has something to look at.
     assert db.execute(f"select count(*) as n from ({OUR_POLICIES}) p "
-                      "where qual ~ '_jwt_sub' and with_check ~ '_jwt_sub'").fetchone()["n"] == len(TABLES)
+                      "where qual ~ '_rls_user' and with_check ~ '_rls_user'").fetchone()["n"] == len(TABLES)
 
     db.execute("""
         create table sessionlog.lint_probe (id int primary key, owner text);
@@ -204,9 +208,9 @@ def test_lint_0003_auth_calls_in_policies_are_wrapped_in_a_sub_select(db):
         create policy bare_setting on sessionlog.lint_probe for select to authenticated
             using (owner = pg_catalog.current_setting('request.jwt.claim.sub', true));
         create policy bare_helper on sessionlog.lint_probe for insert to authenticated
-            with check (owner = sessionlog._jwt_sub());
+            with check (owner = sessionlog._rls_user());
         create policy half_wrapped on sessionlog.lint_probe for delete to authenticated
-            using (owner = (select sessionlog._jwt_sub()) or owner = sessionlog._jwt_sub());
+            using (owner = (select sessionlog._rls_user()) or owner = sessionlog._jwt_subject());
     """)
     assert_reports(db, LINT_0003, "sessionlog.lint_probe", "policy bare_setting, USING")
     assert_reports(db, LINT_0003, "sessionlog.lint_probe", "policy bare_helper, WITH CHECK")
@@ -296,38 +300,65 @@ def test_lint_0009_no_duplicate_index(db):
 # --------------------------------------------------------------------------
 # 0011 function search_path mutable
 
-#: Every function sets search_path, and (DESIGN.md) sets it to '' so that
-#: every name inside is schema-qualified.
+#: Every function pins search_path (DESIGN.md): to ``pg_catalog, pg_temp``,
+#: pg_temp explicitly last, so that a caller's temporary types, tables or
+#: operators cannot change what a name means inside. An empty search_path
+#: puts pg_temp FIRST for relations and types, so it is accepted only for a
+#: SQL-standard body (RETURN / BEGIN ATOMIC), whose names are bound when the
+#: function is created.
 LINT_0011 = f"""
     with fn as (
         select f.*,
                (select pg_catalog.substr(setting, pg_catalog.length('search_path=') + 1)
                 from pg_catalog.unnest(f.proconfig) as setting
-                where pg_catalog.starts_with(setting, 'search_path=')) as search_path
+                where pg_catalog.starts_with(setting, 'search_path=')) as search_path,
+               p.prosqlbody is not null as sql_standard
         from ({OUR_FUNCTIONS}) f
+        join pg_catalog.pg_proc p on p.oid = f.oid
     )
     select fn.oid::pg_catalog.regprocedure::text as object,
            case when fn.search_path is null
                 then 'has no search_path of its own (no SET search_path)'
-                else pg_catalog.format('sets search_path to %s, not to ''''', fn.search_path)
+                else pg_catalog.format('sets search_path to %s, not to pg_catalog, pg_temp',
+                                       fn.search_path)
            end as problem
     from fn
-    where fn.search_path is null or fn.search_path not in ('""', '')
+    where fn.search_path is null
+       or fn.search_path operator(pg_catalog.<>) 'pg_catalog, pg_temp'
+          and not (fn.search_path in ('""', '') and fn.sql_standard and not fn.prosecdef)
     order by 1
 """
 
 
-def test_lint_0011_every_function_has_a_fixed_empty_search_path(db):
+def test_lint_0011_every_function_pins_search_path_to_pg_catalog_then_pg_temp(db):
     assert_clean(lint(db, LINT_0011), "0011 function_search_path_mutable",
-                 "add SET search_path = '' and qualify every name inside")
+                 "add SET search_path = pg_catalog, pg_temp and qualify every name inside")
+    # The definer functions are in scope, with exactly that setting.
+    definers = db.execute(f"select count(*) as n from ({OUR_FUNCTIONS}) f where f.prosecdef "
+                          "and f.proconfig @> array['search_path=pg_catalog, pg_temp']"
+                          ).fetchone()["n"]
+    assert definers == db.execute("select count(*) as n from pg_proc"
+                                  " where pronamespace = 'public'::regnamespace").fetchone()["n"]
 
     db.execute("""
         create function public.lint_probe() returns int language sql as 'select 1';
         create function sessionlog._lint_probe() returns int language sql
             set search_path = public as 'select 1';
+        create function sessionlog._lint_probe_temp_first() returns int language plpgsql
+            set search_path = '' as 'begin return 1; end';
+        create function sessionlog._lint_probe_temp_not_last() returns int language sql
+            set search_path = pg_temp, pg_catalog as 'select 1';
+        create function sessionlog._lint_probe_definer() returns int language sql
+            security definer set search_path = '' return 1;
+        create function sessionlog._lint_probe_bound() returns int language sql
+            set search_path = '' return 1;
     """)
     assert_reports(db, LINT_0011, "public.lint_probe()", "no search_path")
     assert_reports(db, LINT_0011, "sessionlog._lint_probe()", "sets search_path to public")
+    assert_reports(db, LINT_0011, "sessionlog._lint_probe_temp_first()", 'to ""')
+    assert_reports(db, LINT_0011, "sessionlog._lint_probe_temp_not_last()", "pg_temp, pg_catalog")
+    assert_reports(db, LINT_0011, "sessionlog._lint_probe_definer()", 'to ""')
+    assert_does_not_report(db, LINT_0011, "sessionlog._lint_probe_bound()")
 
 
 # --------------------------------------------------------------------------
@@ -371,6 +402,31 @@ def test_lint_0013_rls_is_enabled_on_every_table(db):
     assert_reports(db, LINT_0013, "public.lint_probe", "not enabled")
 
 
+#: DESIGN.md: row-level security is forced, so that it binds the tables'
+#: owner, and with it every definer function.
+LINT_FORCE_RLS = f"""
+    select t.oid::pg_catalog.regclass::text as object,
+           'row level security is not forced (the owner skips it)' as problem
+    from ({OUR_TABLES}) t
+    join pg_catalog.pg_class c on c.oid = t.oid
+    where not c.relforcerowsecurity
+    order by 1
+"""
+
+
+def test_lint_row_level_security_is_forced_on_every_table(db):
+    assert_clean(lint(db, LINT_FORCE_RLS), "FORCE ROW LEVEL SECURITY",
+                 "alter table ... force row level security")
+
+    db.execute("""
+        create table sessionlog.lint_probe (id int primary key);
+        alter table sessionlog.lint_probe enable row level security;
+    """)
+    assert_reports(db, LINT_FORCE_RLS, "sessionlog.lint_probe", "not forced")
+    db.execute("alter table sessionlog.lint_probe force row level security")
+    assert_does_not_report(db, LINT_FORCE_RLS, "sessionlog.lint_probe")
+
+
 def test_lint_0013_no_table_in_the_exposed_schema_public(db):
     assert_clean(lint(db, LINT_0013_EXPOSED), "0013 (schema sessionlog is not exposed)",
                  "move the relation to schema sessionlog and reach it through a function")
@@ -408,21 +464,28 @@ LINT_0024 = rf"""
     order by 1, 2
 """
 
-#: Every policy applies to `authenticated` only: anon has no rows, and
-#: service_role and the owner bypass RLS.
-LINT_0024_ROLES = f"""
+#: Every policy is keyed on the user the statement acts for: its USING and
+#: WITH CHECK both compare with ``(select sessionlog._rls_user())``, the JWT
+#: subject of an `authenticated` caller (NULL, every row, for a trusted one).
+#: No API role holds a table privilege, so in practice the policies bind the
+#: owner's definer functions: they apply to every role.
+LINT_0024_ROLES = rf"""
     select pg_catalog.format('%I.%I', schemaname, tablename) as object,
-           pg_catalog.format('policy %I applies to %s, not to authenticated only',
-                             policyname, pg_catalog.array_to_string(roles, ', ')) as problem
+           pg_catalog.format('policy %I (to %s) is not keyed on (select sessionlog._rls_user()): '
+                             'USING %s, WITH CHECK %s', policyname,
+                             pg_catalog.array_to_string(roles, ', '),
+                             coalesce(qual, '(none)'), coalesce(with_check, '(none)')) as problem
     from ({OUR_POLICIES}) p
-    where roles::text[] operator(pg_catalog.<>) array['authenticated']
+    where coalesce(qual, '') !~* '\(\s*select\s+sessionlog\._rls_user\(\)\s*(AS\s+\w+\s*)?\)'
+       or coalesce(with_check, '') !~* '\(\s*select\s+sessionlog\._rls_user\(\)\s*(AS\s+\w+\s*)?\)'
     order by 1, 2
 """
 
 
 def test_lint_0024_no_rls_policy_is_always_true(db):
     assert_clean(lint(db, LINT_0024), "0024 rls_policy_always_true",
-                 "restrict the policy to the caller's rows: user_id = (select sessionlog._jwt_sub())")
+                 "restrict the policy to the acting user's rows: "
+                 "user_id = coalesce((select sessionlog._rls_user()), user_id)")
 
     db.execute("""
         create policy lint_probe_using on sessionlog.messages for update to authenticated
@@ -434,23 +497,26 @@ def test_lint_0024_no_rls_policy_is_always_true(db):
     assert_reports(db, LINT_0024, "sessionlog.sessions", "policy lint_probe_check (INSERT")
 
 
-def test_lint_0024_every_policy_is_scoped_to_authenticated(db):
-    assert_clean(lint(db, LINT_0024_ROLES), "0024 (policies scoped to authenticated)",
-                 "create the policy ... to authenticated")
+def test_lint_0024_every_policy_is_keyed_on_the_acting_user(db):
+    assert_clean(lint(db, LINT_0024_ROLES), "0024 (policies keyed on the acting user)",
+                 "using (user_id = coalesce((select sessionlog._rls_user()), user_id)), "
+                 "with check the same")
 
     db.execute("""
-        create policy lint_probe_public on sessionlog.users for select
-            using (id = (select sessionlog._jwt_sub()));
-        create policy lint_probe_anon on sessionlog.sessions for select to anon, authenticated
-            using (user_id = (select sessionlog._jwt_sub()));
+        create policy lint_probe_no_check on sessionlog.users for all
+            using (id = coalesce((select sessionlog._rls_user()), id));
+        create policy lint_probe_other_key on sessionlog.sessions for select to authenticated
+            using (user_id = (select pg_catalog.current_setting('request.jwt.claims', true)::jsonb ->> 'sub'));
     """)
-    assert_reports(db, LINT_0024_ROLES, "sessionlog.users", "applies to public")
-    assert_reports(db, LINT_0024_ROLES, "sessionlog.sessions", "applies to anon, authenticated")
+    assert_reports(db, LINT_0024_ROLES, "sessionlog.users", "policy lint_probe_no_check")
+    assert_reports(db, LINT_0024_ROLES, "sessionlog.sessions", "policy lint_probe_other_key")
 
 
 # --------------------------------------------------------------------------
 # 0028/0029 SECURITY DEFINER function executable by anon / authenticated
 
+#: Splinter looks at the schemas PostgREST exposes: ours is public. The
+#: definer functions live in sessionlog, which is never exposed.
 LINT_0028_0029 = f"""
     select f.oid::pg_catalog.regprocedure::text as object,
            pg_catalog.format('SECURITY DEFINER and executable by %s',
@@ -458,17 +524,38 @@ LINT_0028_0029 = f"""
     from ({OUR_FUNCTIONS}) f
     cross join (values ('anon'), ('authenticated')) as r(role)
     where f.prosecdef
+      and f.nspname = 'public'
       and pg_catalog.has_function_privilege(r.role, f.oid, 'EXECUTE')
     group by f.oid
     order by 1
 """
 
-#: Stronger (DESIGN.md): every function of ours runs as its caller.
+#: Stronger (DESIGN.md): every function of the exposed schema runs as its
+#: caller; the SECURITY DEFINER functions are the twins in sessionlog.
 LINT_INVOKER = f"""
     select f.oid::pg_catalog.regprocedure::text as object,
-           'is SECURITY DEFINER, not SECURITY INVOKER' as problem
+           'is SECURITY DEFINER in the exposed schema public, not SECURITY INVOKER' as problem
     from ({OUR_FUNCTIONS}) f
+    where f.prosecdef and f.nspname = 'public'
+    order by 1
+"""
+
+#: DESIGN.md: a definer function runs as a dedicated owner that can neither
+#: log in nor skip row-level security (a superuser or BYPASSRLS owner skips
+#: it even when forced).
+LINT_DEFINER_OWNER = f"""
+    select f.oid::pg_catalog.regprocedure::text as object,
+           pg_catalog.format('is SECURITY DEFINER owned by %s%s', r.rolname,
+               case when r.rolname operator(pg_catalog.<>) 'sessionlog_owner'
+                    then ', not by sessionlog_owner' else '' end
+               || case when r.rolsuper then ', a superuser' else '' end
+               || case when r.rolbypassrls then ', with BYPASSRLS' else '' end
+               || case when r.rolcanlogin then ', which can log in' else '' end) as problem
+    from ({OUR_FUNCTIONS}) f
+    join pg_catalog.pg_roles r on r.oid = f.proowner
     where f.prosecdef
+      and (r.rolname operator(pg_catalog.<>) 'sessionlog_owner'
+           or r.rolsuper or r.rolbypassrls or r.rolcanlogin)
     order by 1
 """
 
@@ -489,19 +576,115 @@ def test_lint_0028_0029_no_security_definer_function_is_executable_by_anon_or_au
         grant execute on function sessionlog._lint_probe() to authenticated;
     """)
     assert_reports(db, LINT_0028_0029, "public.lint_probe()", "executable by anon")
-    assert_reports(db, LINT_0028_0029, "sessionlog._lint_probe()", "executable by authenticated")
+    # Not exposed: the definer twins live there, executable by authenticated.
+    assert_does_not_report(db, LINT_0028_0029, "sessionlog._lint_probe()")
+    assert_does_not_report(db, LINT_0028_0029, "sessionlog.log_message(text,text,text,text,text,"
+                                               "integer,jsonb,text)")
 
 
-def test_lint_0028_0029_every_function_is_security_invoker(db):
-    assert_clean(lint(db, LINT_INVOKER), "0028/0029, stronger: SECURITY INVOKER only",
-                 "declare the function SECURITY INVOKER")
+def test_lint_0028_0029_every_public_function_is_security_invoker(db):
+    assert_clean(lint(db, LINT_INVOKER), "0028/0029, stronger: SECURITY INVOKER entry points",
+                 "declare the function SECURITY INVOKER and call its sessionlog twin")
 
     db.execute("""
+        create function public.lint_probe() returns int language sql security definer
+            set search_path = pg_catalog, pg_temp as 'select 1';
+        revoke all on function public.lint_probe() from public;
+    """)
+    assert_reports(db, LINT_INVOKER, "public.lint_probe()", "SECURITY DEFINER")
+
+
+def test_lint_every_definer_is_owned_by_a_nologin_owner_that_cannot_skip_rls(db):
+    assert_clean(lint(db, LINT_DEFINER_OWNER), "definer functions owned by sessionlog_owner",
+                 "alter function ... owner to sessionlog_owner (NOLOGIN NOSUPERUSER NOBYPASSRLS)")
+    assert db.execute(f"select count(*) as n from ({OUR_FUNCTIONS}) f where f.prosecdef"
+                      ).fetchone()["n"] > 0
+
+    # Created by the test's login role, a superuser: the trap of the issue.
+    db.execute("""
         create function sessionlog._lint_probe() returns int language sql security definer
-            set search_path = '' as 'select 1';
+            set search_path = pg_catalog, pg_temp as 'select 1';
         revoke all on function sessionlog._lint_probe() from public;
     """)
-    assert_reports(db, LINT_INVOKER, "sessionlog._lint_probe()", "SECURITY DEFINER")
+    assert_reports(db, LINT_DEFINER_OWNER, "sessionlog._lint_probe()",
+                   "not by sessionlog_owner, a superuser")
+    db.execute("alter function sessionlog._lint_probe() owner to sessionlog_owner")
+    assert_does_not_report(db, LINT_DEFINER_OWNER, "sessionlog._lint_probe()")
+    # The owner role itself is checked too: given BYPASSRLS, every definer is reported.
+    with db.transaction(force_rollback=True):
+        db.execute("alter role sessionlog_owner bypassrls")
+        assert_reports(db, LINT_DEFINER_OWNER, "sessionlog._lint_probe()", "with BYPASSRLS")
+
+
+# --------------------------------------------------------------------------
+# 0026/0027 pg_graphql_anon_/authenticated_table_exposed
+
+#: pg_graphql (on by default in Supabase) exposes every relation on which
+#: anon or authenticated can SELECT any column, RLS or not: no column of any
+#: relation of ours may be selectable by them (DESIGN.md: the functions are
+#: the only door).
+LINT_0026_0027 = """
+    select c.oid::pg_catalog.regclass::text as object,
+           pg_catalog.format('column %I is selectable by %s', a.attname,
+                             pg_catalog.string_agg(r.role, ', ' order by r.role)) as problem
+    from pg_catalog.pg_class c
+    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    join pg_catalog.pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+    cross join (values ('anon'), ('authenticated')) as r(role)
+    where n.nspname in ('public', 'sessionlog', 'sessionlog_migrations')
+      and c.relkind in ('r', 'p', 'v', 'm', 'f')
+      and pg_catalog.has_column_privilege(r.role, c.oid, a.attnum, 'SELECT')
+    group by c.oid, a.attnum, a.attname
+    order by 1, 2
+"""
+
+#: DESIGN.md, stronger: no API role holds any privilege on any table of ours.
+LINT_TABLE_PRIVILEGES = """
+    select c.oid::pg_catalog.regclass::text as object,
+           pg_catalog.format('%s holds %s', r.role,
+                             pg_catalog.string_agg(p.privilege, ', ' order by p.privilege)) as problem
+    from pg_catalog.pg_class c
+    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    cross join (values ('anon'), ('authenticated'), ('service_role')) as r(role)
+    cross join (values ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE'), ('TRUNCATE'),
+                       ('REFERENCES'), ('TRIGGER')) as p(privilege)
+    where n.nspname in ('public', 'sessionlog', 'sessionlog_migrations')
+      and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
+      and (pg_catalog.has_table_privilege(r.role, c.oid, p.privilege)
+           or p.privilege in ('SELECT', 'INSERT', 'UPDATE', 'REFERENCES')
+              and pg_catalog.has_any_column_privilege(r.role, c.oid, p.privilege))
+    group by c.oid, r.role
+    order by 1, 2
+"""
+
+
+def test_lint_0026_0027_no_column_of_ours_is_selectable_by_anon_or_authenticated(db):
+    assert_clean(lint(db, LINT_0026_0027), "0026/0027 pg_graphql_*_table_exposed",
+                 "revoke select on the table (and its columns) from anon, authenticated")
+    columns = db.execute("select count(*) as n from pg_attribute a join pg_class c"
+                         " on c.oid = a.attrelid where c.relnamespace = 'sessionlog'::regnamespace"
+                         " and c.relkind = 'r' and a.attnum > 0").fetchone()["n"]
+    assert columns > 30  # the scope is not empty
+
+    # One column is enough for pg_graphql to expose the table.
+    db.execute("grant select (title) on sessionlog.sessions to authenticated")
+    assert_reports(db, LINT_0026_0027, "sessionlog.sessions", "column title is selectable by authenticated")
+    db.execute("""
+        create view sessionlog.lint_probe as select id from sessionlog.users;
+        grant select on sessionlog.lint_probe to anon;
+    """)
+    assert_reports(db, LINT_0026_0027, "sessionlog.lint_probe", "column id is selectable by anon")
+
+
+def test_lint_no_api_role_holds_a_privilege_on_our_tables(db):
+    assert_clean(lint(db, LINT_TABLE_PRIVILEGES), "no table privilege for the API roles",
+                 "revoke all on ... from anon, authenticated, service_role")
+
+    # The grant that made the issue's attack possible.
+    db.execute("grant update (message_count) on sessionlog.sessions to authenticated")
+    assert_reports(db, LINT_TABLE_PRIVILEGES, "sessionlog.sessions", "authenticated holds UPDATE")
+    db.execute("grant truncate on sessionlog.messages to service_role")
+    assert_reports(db, LINT_TABLE_PRIVILEGES, "sessionlog.messages", "service_role holds TRUNCATE")
 
 
 # --------------------------------------------------------------------------
@@ -528,23 +711,53 @@ def _executable_by_public_or_anon(schema: str) -> str:
     """
 
 
-def _not_executable_by_api_roles(schema: str) -> str:
+#: DESIGN.md, least privilege per function: the behavioral-auth functions
+#: are for the trusted engine (service_role) only.
+BEHAVIORAL = ("store_behavioral_vector", "store_auth_decision", "get_behavioral_vectors",
+              "get_auth_decisions", "auth_decision_summary")
+
+
+def _executable_as_design_lists_it(schema: str) -> str:
+    """A function of the API (an entry point in public, or its definer twin in
+    sessionlog) is executable by service_role, and by authenticated exactly
+    when it is not a behavioral-auth function."""
+    behavioral = ", ".join(f"'{name}'" for name in BEHAVIORAL)
     return f"""
         select f.oid::pg_catalog.regprocedure::text as object,
-               'is not executable by ' || pg_catalog.string_agg(r.role, ' and ' order by r.role) as problem
+               pg_catalog.string_agg(pg_catalog.format('is%s executable by %s',
+                   case when r.allowed then ' not' else '' end, r.role), ' and '
+                   order by r.role) as problem
         from ({OUR_FUNCTIONS}) f
-        cross join (values ('authenticated'), ('service_role')) as r(role)
+        cross join lateral (values
+            ('authenticated', f.proname not in ({behavioral})),
+            ('service_role', true)) as r(role, allowed)
         where f.nspname = '{schema}'
-          and not pg_catalog.has_function_privilege(r.role, f.oid, 'EXECUTE')
+          and pg_catalog.left(f.proname, 1) <> '_'
+          and pg_catalog.has_function_privilege(r.role, f.oid, 'EXECUTE') <> r.allowed
         group by f.oid
         order by 1
     """
 
 
+#: The helpers (sessionlog._*) run inside the definer functions, as their
+#: owner: nobody else executes them.
+LINT_HELPERS_FOR_THE_OWNER_ONLY = f"""
+    select f.oid::pg_catalog.regprocedure::text as object,
+           'is executable by ' || pg_catalog.string_agg(r.role, ' and ' order by r.role) as problem
+    from ({OUR_FUNCTIONS}) f
+    cross join (values ('anon'), ('authenticated'), ('service_role')) as r(role)
+    where f.nspname = 'sessionlog'
+      and pg_catalog.left(f.proname, 1) = '_'
+      and pg_catalog.has_function_privilege(r.role, f.oid, 'EXECUTE')
+    group by f.oid
+    order by 1
+"""
+
+
 LINT_PUBLIC_NOT_FOR_ANON = _executable_by_public_or_anon("public")
-LINT_PUBLIC_FOR_API_ROLES = _not_executable_by_api_roles("public")
+LINT_PUBLIC_FOR_API_ROLES = _executable_as_design_lists_it("public")
 LINT_HELPERS_NOT_FOR_ANON = _executable_by_public_or_anon("sessionlog")
-LINT_HELPERS_FOR_API_ROLES = _not_executable_by_api_roles("sessionlog")
+LINT_DEFINERS_FOR_API_ROLES = _executable_as_design_lists_it("sessionlog")
 
 
 def test_lint_no_public_function_is_executable_by_public_or_anon(db):
@@ -562,18 +775,29 @@ def test_lint_no_public_function_is_executable_by_public_or_anon(db):
     assert_reports(db, LINT_PUBLIC_NOT_FOR_ANON, "public.lint_probe()", "executable by anon")
 
 
-def test_lint_every_public_function_is_executable_by_authenticated_and_service_role(db):
-    assert_clean(lint(db, LINT_PUBLIC_FOR_API_ROLES), "EXECUTE granted to authenticated, service_role",
-                 "grant execute on function ... to authenticated, service_role")
+def test_lint_every_api_function_is_executable_as_design_lists_it(db):
+    for query, schema in [(LINT_PUBLIC_FOR_API_ROLES, "public"),
+                          (LINT_DEFINERS_FOR_API_ROLES, "sessionlog")]:
+        assert_clean(lint(db, query), f"EXECUTE per function ({schema})",
+                     "grant execute to service_role, and to authenticated unless the function "
+                     "is one of the behavioral-auth functions")
 
     db.execute("""
         create function public.lint_probe() returns int language sql
-            set search_path = '' as 'select 1';
+            set search_path = pg_catalog, pg_temp as 'select 1';
         revoke all on function public.lint_probe() from public;
         grant execute on function public.lint_probe() to service_role;
+        grant execute on function public.store_auth_decision to authenticated;
+        revoke execute on function sessionlog.get_messages from service_role;
     """)
     assert_reports(db, LINT_PUBLIC_FOR_API_ROLES, "public.lint_probe()",
-                   "not executable by authenticated")
+                   "is not executable by authenticated")
+    assert_reports(db, LINT_PUBLIC_FOR_API_ROLES,
+                   "public.store_auth_decision(text,text,text,double precision,double precision,"
+                   "text,jsonb)", "is executable by authenticated")
+    assert_reports(db, LINT_DEFINERS_FOR_API_ROLES,
+                   "sessionlog.get_messages(text,text,bigint,integer)",
+                   "is not executable by service_role")
 
 
 def test_lint_no_private_helper_is_executable_by_public_or_anon(db):
@@ -592,20 +816,20 @@ def test_lint_no_private_helper_is_executable_by_public_or_anon_catches_a_violat
     assert_reports(db, LINT_HELPERS_NOT_FOR_ANON, "sessionlog._lint_probe()", "executable by anon")
 
 
-def test_lint_every_private_helper_is_executable_by_authenticated_and_service_role(db):
-    """The API functions run as their caller, so the caller needs EXECUTE on
-    the helpers they call."""
-    assert_clean(lint(db, LINT_HELPERS_FOR_API_ROLES),
-                 "EXECUTE granted to authenticated, service_role (helpers)",
-                 "grant execute on function ... to authenticated, service_role")
+def test_lint_every_private_helper_is_executable_by_its_owner_only(db):
+    """The helpers run inside the definer functions, as sessionlog_owner: a
+    caller executing one directly could reach what the definers guard."""
+    assert_clean(lint(db, LINT_HELPERS_FOR_THE_OWNER_ONLY), "helpers for the owner only",
+                 "revoke all on function ... from public, anon, authenticated, service_role")
 
     db.execute("""
         create function sessionlog._lint_probe() returns int language sql
-            set search_path = '' as 'select 1';
+            set search_path = pg_catalog, pg_temp as 'select 1';
         revoke all on function sessionlog._lint_probe() from public;
+        grant execute on function sessionlog._lint_probe() to authenticated, service_role;
     """)
-    assert_reports(db, LINT_HELPERS_FOR_API_ROLES, "sessionlog._lint_probe()",
-                   "not executable by authenticated and service_role")
+    assert_reports(db, LINT_HELPERS_FOR_THE_OWNER_ONLY, "sessionlog._lint_probe()",
+                   "executable by authenticated and service_role")
 
 
 #: PostgREST runs STABLE and IMMUTABLE functions in a read-only transaction
@@ -670,21 +894,33 @@ def test_lint_every_public_function_has_a_comment(db):
     assert_does_not_report(db, LINT_COMMENTS, "public.lint_probe()")
 
 
+#: A function of sessionlog is a private helper (its name starts with _) or
+#: the SECURITY DEFINER twin of a public entry point of the same name.
 LINT_HELPER_NAMES = f"""
     select f.oid::pg_catalog.regprocedure::text as object,
-           'is a private helper whose name does not start with _' as problem
+           case when f.prosecdef
+                then 'is SECURITY DEFINER but no public entry point has its name'
+                else 'is a private helper whose name does not start with _' end as problem
     from ({OUR_FUNCTIONS}) f
     where f.nspname = 'sessionlog' and pg_catalog.left(f.proname, 1) <> '_'
+      and not (f.prosecdef and exists (
+          select from pg_catalog.pg_proc p
+          where p.pronamespace = 'public'::pg_catalog.regnamespace and p.proname = f.proname))
     order by 1
 """
 
 
-def test_lint_every_private_helper_starts_with_an_underscore(db):
-    assert_clean(lint(db, LINT_HELPER_NAMES), "private helper names", "rename it to _<name>")
+def test_lint_every_sessionlog_function_is_a_helper_or_the_twin_of_an_entry_point(db):
+    assert_clean(lint(db, LINT_HELPER_NAMES), "private helper names",
+                 "rename it to _<name>, or give it its public entry point")
 
     db.execute("create function sessionlog.lint_probe() returns int language sql "
                "set search_path = '' as 'select 1'")
     assert_reports(db, LINT_HELPER_NAMES, "sessionlog.lint_probe()", "does not start with _")
+    db.execute("create function sessionlog.lint_probe_definer() returns int language sql "
+               "security definer set search_path = pg_catalog, pg_temp as 'select 1'")
+    assert_reports(db, LINT_HELPER_NAMES, "sessionlog.lint_probe_definer()",
+                   "no public entry point")
 
 
 # --------------------------------------------------------------------------
