@@ -164,43 +164,61 @@ def test_lint_0001_every_foreign_key_has_an_index(db):
 # --------------------------------------------------------------------------
 # 0003 auth calls in RLS policies re-evaluated for each row
 
-#: A call that reads the caller's identity: our helpers, a setting, Supabase's auth.*().
-AUTH_CALL = (r"((sessionlog\.)?_(jwt_sub|jwt_subject|rls_user|caller_is_trusted|caller_role)\(\)"
-             r"|(pg_catalog\.)?current_setting\(|auth\.(uid|jwt|role|email)\(\))")
+#: A call that reads the caller's identity: our helpers, a setting, Supabase's
+#: auth.*(). The parentheses are written [(\[] and [)\]] because the lint
+#: below rewrites the parentheses of an expression as brackets.
+AUTH_CALL = (r"((sessionlog\.)?_(jwt_sub|jwt_subject|rls_user|caller_is_trusted|caller_role|caller_user)"
+             r"[(\[][)\]]|(pg_catalog\.)?current_setting[(\[]|auth\.(uid|jwt|role|email)[(\[][)\]])")
 
-#: Every such call in a policy's USING or WITH CHECK is the start of a
-#: sub-select, ``( SELECT call...)``, so that it runs once per statement
-#: (an InitPlan) instead of once per row.
+#: Every such call in a policy's USING or WITH CHECK lies inside a sub-select
+#: ``( SELECT ... )`` that does not refer to the row, so that it runs once per
+#: statement (an InitPlan) instead of once per row. Innermost first, each
+#: sub-select is cut out of the expression and every other pair of
+#: parentheses is rewritten as brackets, until no parenthesis is left: the
+#: calls that remain were outside every sub-select.
 LINT_0003 = rf"""
-    with clause as (
+    with recursive clause as (
         select schemaname, tablename, policyname, 'USING' as clause, qual as expr
         from ({OUR_POLICIES}) p where qual is not null
         union all
         select schemaname, tablename, policyname, 'WITH CHECK', with_check
         from ({OUR_POLICIES}) p where with_check is not null
+    ), peeled (schemaname, tablename, policyname, clause, expr, rest, depth) as (
+        select clause.*, clause.expr, 0 from clause
+        union all
+        select schemaname, tablename, policyname, clause, expr,
+               pg_catalog.regexp_replace(
+                   pg_catalog.regexp_replace(rest, '\(\s*select\M[^()]*\)', '#', 'gi'),
+                   '\((?!\s*select\M)([^()]*)\)', '[\1]', 'gi'),
+               depth + 1
+        from peeled
+        where pg_catalog.strpos(rest, '(') > 0 and depth < 500
     ), counted as (
-        select clause.*,
+        select p.*,
                (select pg_catalog.count(*)
-                from pg_catalog.regexp_matches(expr, '{AUTH_CALL}', 'gi')) as calls,
+                from pg_catalog.regexp_matches(
+                    pg_catalog.translate(p.expr, '()', '[]'), '{AUTH_CALL}', 'gi')) as calls,
                (select pg_catalog.count(*)
-                from pg_catalog.regexp_matches(expr, '\(\s*select\s+[(\s]*{AUTH_CALL}', 'gi')) as wrapped
-        from clause
+                from pg_catalog.regexp_matches(p.rest, '{AUTH_CALL}', 'gi')) as outside
+        from peeled p
+        where pg_catalog.strpos(p.rest, '(') = 0
     )
     select pg_catalog.format('%I.%I', schemaname, tablename) as object,
-           pg_catalog.format('policy %I, %s: %s of %s auth call(s) not wrapped in ( SELECT ...): %s',
-                             policyname, clause, calls - wrapped, calls, expr) as problem
+           pg_catalog.format('policy %I, %s: %s of %s auth call(s) not inside a ( SELECT ...): %s',
+                             policyname, clause, outside, calls, expr) as problem
     from counted
-    where calls > wrapped
+    where outside > 0
     order by 1, 2
 """
 
 
 def test_lint_0003_auth_calls_in_policies_are_wrapped_in_a_sub_select(db):
     assert_clean(lint(db, LINT_0003), "0003 auth_rls_initplan",
-                 "write (select sessionlog._rls_user()) instead of sessionlog._rls_user()")
+                 "write (select pg_catalog.current_setting(...)) instead of the bare call")
     # Our policies do read the caller's identity: the lint has something to look at.
     assert db.execute(f"select count(*) as n from ({OUR_POLICIES}) p "
-                      "where qual ~ '_rls_user' and with_check ~ '_rls_user'").fetchone()["n"] == len(TABLES)
+                      "where qual ~ 'request.jwt.claims' and with_check ~ 'request.jwt.claims'"
+                      ).fetchone()["n"] == len(TABLES)
 
     db.execute("""
         create table sessionlog.lint_probe (id int primary key, owner text);
@@ -208,19 +226,31 @@ def test_lint_0003_auth_calls_in_policies_are_wrapped_in_a_sub_select(db):
         create policy bare_setting on sessionlog.lint_probe for select to authenticated
             using (owner = pg_catalog.current_setting('request.jwt.claim.sub', true));
         create policy bare_helper on sessionlog.lint_probe for insert to authenticated
-            with check (owner = sessionlog._rls_user());
+            with check (owner = sessionlog._caller_user());
         create policy half_wrapped on sessionlog.lint_probe for delete to authenticated
-            using (owner = (select sessionlog._rls_user()) or owner = sessionlog._jwt_subject());
+            using (owner = (select sessionlog._caller_user()) or owner = pg_catalog.current_setting($$x$$));
     """)
     assert_reports(db, LINT_0003, "sessionlog.lint_probe", "policy bare_setting, USING")
     assert_reports(db, LINT_0003, "sessionlog.lint_probe", "policy bare_helper, WITH CHECK")
     assert_reports(db, LINT_0003, "sessionlog.lint_probe", "policy half_wrapped, USING: 1 of 2")
+    # Inside a sub-select but beside it: a call in the CASE around it runs per row.
+    db.execute("""
+        create policy beside on sessionlog.lint_probe for update to authenticated
+            using (case when pg_catalog.current_setting('role') = 'none'
+                        then owner = (select sessionlog._caller_user()) else false end);
+    """)
+    assert_reports(db, LINT_0003, "sessionlog.lint_probe", "policy beside, USING: 1 of 2")
     # Wrapped, also inside an expression of the sub-select, it is fine.
     db.execute("""
         create table sessionlog.lint_probe_ok (id int primary key, owner text);
         alter table sessionlog.lint_probe_ok enable row level security;
         create policy wrapped on sessionlog.lint_probe_ok for select to authenticated
             using (owner = (select pg_catalog.current_setting('request.jwt.claims', true)::jsonb ->> 'sub'));
+        create policy nested on sessionlog.lint_probe_ok for update to authenticated
+            using (owner = coalesce((select case when pg_catalog.current_setting('role') = 'none'
+                                                 then (select sessionlog._caller_user())
+                                                 else pg_catalog.upper(pg_catalog.current_setting('x', true))
+                                            end), owner));
     """)
     assert_does_not_report(db, LINT_0003, "sessionlog.lint_probe_ok")
 
@@ -464,28 +494,51 @@ LINT_0024 = rf"""
     order by 1, 2
 """
 
-#: Every policy is keyed on the user the statement acts for: its USING and
-#: WITH CHECK both compare with ``(select sessionlog._rls_user())``, the JWT
-#: subject of an `authenticated` caller (NULL, every row, for a trusted one).
-#: No API role holds a table privilege, so in practice the policies bind the
-#: owner's definer functions: they apply to every role.
+#: Every table has one policy, ``acting_user_rows`` (PERMISSIVE, FOR ALL, TO
+#: PUBLIC: no API role holds a table privilege, so in practice it binds the
+#: owner's definer functions), whose USING and WITH CHECK are the same
+#: comparison of the user column with the caller's user: the JWT subject of an
+#: `authenticated` caller, NULL (every row) for a trusted one. The caller's
+#: user is spelled once in the migration and inlined in every policy: the
+#: expression, its user column aside, is the same on every table.
 LINT_0024_ROLES = rf"""
-    select pg_catalog.format('%I.%I', schemaname, tablename) as object,
-           pg_catalog.format('policy %I (to %s) is not keyed on (select sessionlog._rls_user()): '
-                             'USING %s, WITH CHECK %s', policyname,
-                             pg_catalog.array_to_string(roles, ', '),
-                             coalesce(qual, '(none)'), coalesce(with_check, '(none)')) as problem
-    from ({OUR_POLICIES}) p
-    where coalesce(qual, '') !~* '\(\s*select\s+sessionlog\._rls_user\(\)\s*(AS\s+\w+\s*)?\)'
-       or coalesce(with_check, '') !~* '\(\s*select\s+sessionlog\._rls_user\(\)\s*(AS\s+\w+\s*)?\)'
+    with ours as (
+        select p.*,
+               pg_catalog.regexp_replace(p.qual, '\m(user_id|id)\M', '<user>', 'g') as shape,
+               pg_catalog.count(*) over (partition by p.schemaname, p.tablename) as on_table
+        from ({OUR_POLICIES}) p
+    ), usual as (
+        select shape from ours where policyname = 'acting_user_rows'
+        group by shape order by pg_catalog.count(*) desc limit 1
+    )
+    select pg_catalog.format('%I.%I', o.schemaname, o.tablename) as object,
+           pg_catalog.format('policy %I (%s, %s, to %s) is not the table''s one acting-user policy: %s',
+                             o.policyname, o.permissive, o.cmd,
+                             pg_catalog.array_to_string(o.roles, ', '),
+                             pg_catalog.concat_ws(', ',
+                                 case when o.on_table > 1 then 'one of ' || o.on_table || ' policies' end,
+                                 case when o.policyname <> 'acting_user_rows' then 'another name' end,
+                                 case when o.permissive <> 'PERMISSIVE' or o.cmd <> 'ALL'
+                                      or o.roles::text[] <> array['public'] then 'another scope' end,
+                                 case when o.qual is distinct from o.with_check
+                                      then 'USING and WITH CHECK differ' end,
+                                 case when o.shape is distinct from (select shape from usual)
+                                      or o.qual !~ 'request\.jwt\.claims'
+                                      or o.qual !~ 'sessionlog_owner'
+                                      then 'another comparison: ' || coalesce(o.qual, '(none)') end)) as problem
+    from ours o
+    where o.on_table > 1 or o.policyname <> 'acting_user_rows' or o.permissive <> 'PERMISSIVE'
+       or o.cmd <> 'ALL' or o.roles::text[] <> array['public']
+       or o.qual is distinct from o.with_check
+       or o.shape is distinct from (select shape from usual)
+       or o.qual !~ 'request\.jwt\.claims' or o.qual !~ 'sessionlog_owner'
     order by 1, 2
 """
 
 
 def test_lint_0024_no_rls_policy_is_always_true(db):
     assert_clean(lint(db, LINT_0024), "0024 rls_policy_always_true",
-                 "restrict the policy to the acting user's rows: "
-                 "user_id = coalesce((select sessionlog._rls_user()), user_id)")
+                 "restrict the policy to the acting user's rows, as acting_user_rows does")
 
     db.execute("""
         create policy lint_probe_using on sessionlog.messages for update to authenticated
@@ -497,19 +550,21 @@ def test_lint_0024_no_rls_policy_is_always_true(db):
     assert_reports(db, LINT_0024, "sessionlog.sessions", "policy lint_probe_check (INSERT")
 
 
-def test_lint_0024_every_policy_is_keyed_on_the_acting_user(db):
-    assert_clean(lint(db, LINT_0024_ROLES), "0024 (policies keyed on the acting user)",
-                 "using (user_id = coalesce((select sessionlog._rls_user()), user_id)), "
-                 "with check the same")
+def test_lint_0024_every_table_has_one_policy_keyed_on_the_acting_user(db):
+    assert_clean(lint(db, LINT_0024_ROLES), "0024 (one acting-user policy per table)",
+                 "keep the one policy acting_user_rows of migration 0004 on every table")
+    assert db.execute(f"select count(*) as n from ({OUR_POLICIES}) p").fetchone()["n"] == len(TABLES)
 
     db.execute("""
-        create policy lint_probe_no_check on sessionlog.users for all
-            using (id = coalesce((select sessionlog._rls_user()), id));
-        create policy lint_probe_other_key on sessionlog.sessions for select to authenticated
+        create policy lint_probe_extra on sessionlog.users for select to authenticated
+            using (true);
+        alter policy acting_user_rows on sessionlog.sessions
             using (user_id = (select pg_catalog.current_setting('request.jwt.claims', true)::jsonb ->> 'sub'));
     """)
-    assert_reports(db, LINT_0024_ROLES, "sessionlog.users", "policy lint_probe_no_check")
-    assert_reports(db, LINT_0024_ROLES, "sessionlog.sessions", "policy lint_probe_other_key")
+    assert_reports(db, LINT_0024_ROLES, "sessionlog.users", "one of 2 policies")
+    assert_reports(db, LINT_0024_ROLES, "sessionlog.sessions", "USING and WITH CHECK differ")
+    assert_reports(db, LINT_0024_ROLES, "sessionlog.sessions", "another comparison")
+    assert_does_not_report(db, LINT_0024_ROLES, "sessionlog.messages")
 
 
 # --------------------------------------------------------------------------

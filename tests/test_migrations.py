@@ -209,8 +209,8 @@ def test_row_level_security_is_forced_on_every_table_with_acting_user_policies(d
                array(select p.policyname || ' to ' || array_to_string(p.roles, ',')
                      from pg_policies p
                      where p.schemaname = 'sessionlog' and p.tablename = c.relname
-                       and p.qual ~ '\(\s*SELECT sessionlog\._rls_user\(\)'
-                       and p.with_check ~ '\(\s*SELECT sessionlog\._rls_user\(\)') as policies
+                       and p.qual = p.with_check
+                       and p.qual ~ 'request\.jwt\.claims') as policies
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = 'sessionlog' and c.relkind in ('r', 'p')
         order by c.relname""").fetchall()

@@ -305,7 +305,7 @@ def test_a_signed_in_user_cannot_forge_its_own_authentication_evidence(
                     " decision => 'allow', confidence => 1)", [BOB_CHAT])
     # Nor through the private helpers.
     with raises_sqlstate("42501", hint=False):
-        bob.execute("select sessionlog._rls_user()")
+        bob.execute("select sessionlog._caller_user()")
     assert snapshot(db) == before
 
 
