@@ -19,6 +19,7 @@ Splinter's rules: https://supabase.com/docs/guides/database/database-linter
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -66,11 +67,21 @@ OUR_POLICIES = """
 """
 
 
+@pytest.fixture(autouse=True)
+def _probes_are_rolled_back(db: psycopg.Connection) -> Iterator[None]:
+    """Every test runs in one transaction that is rolled back: the throwaway
+    violations (tables, functions, grants, an altered policy or role) never
+    outlive the test, whoever shares its database."""
+    with db.transaction(force_rollback=True):
+        yield
+
+
 def lint(db: psycopg.Connection, query: str | sql.Composable) -> list[dict[str, Any]]:
     """The offenders a lint query reports. It runs with an empty search_path,
     so that every name it prints (regclass, regprocedure, pg_get_expr) is
-    schema-qualified, as splinter's rule 0003 requires."""
-    with db.transaction():
+    schema-qualified, as splinter's rule 0003 requires; in a savepoint rolled
+    back afterwards, which also undoes that setting."""
+    with db.transaction(force_rollback=True):
         db.execute("set local search_path = ''")
         return db.execute(query).fetchall()
 
