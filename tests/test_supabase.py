@@ -1,8 +1,9 @@
 """``SupabaseSessionLog`` with the real supabase-py client, against the
 PostgREST stand-in of tests/postgrest_stub.py: the same results and error
 classes as ``SessionLog``, PostgREST's HTTP statuses, and the role model of
-DESIGN.md (anon: nothing; authenticated: only as the JWT subject;
-service_role: any user)."""
+DESIGN.md (anon: nothing; authenticated: the conversation API only, only as
+the JWT subject, never the behavioral-auth functions; service_role: any
+user)."""
 
 from __future__ import annotations
 
@@ -287,6 +288,12 @@ def test_anon_can_call_nothing(anon: SupabaseSessionLog, api: PostgrestStub,
     assert snapshot(db) == before
 
 
+#: The behavioral-auth engine's functions: for a service-key backend only.
+BEHAVIORAL = ("store_behavioral_vector", "store_auth_decision", "get_behavioral_vectors",
+              "get_auth_decisions")
+CONVERSATION = [method for method in ALL_CALLS if method not in BEHAVIORAL]
+
+
 def test_authenticated_user_id_defaults_to_the_jwt_subject(
         as_user: Callable[[str], SupabaseSessionLog], service: SupabaseSessionLog,
         db: psycopg.Connection) -> None:
@@ -339,7 +346,30 @@ def test_authenticated_user_id_defaults_to_the_jwt_subject(
         else:
             assert result.session_id in alices
 
-    for_each(ALL_CALLS, check)
+    for_each(CONVERSATION, check)
+
+
+def test_authenticated_may_not_call_the_behavioral_auth_functions(
+        as_user: Callable[[str], SupabaseSessionLog], api: PostgrestStub,
+        db: psycopg.Connection) -> None:
+    alice = as_user("alice")
+    alice.log_message(session_id="s", role="user", content="seed")
+    before = snapshot(db)
+
+    def check(method: str) -> None:
+        with pytest.raises(NotOwner) as raised:
+            getattr(alice, method)(**ALL_CALLS[method])
+        assert raised.value.sqlstate == "42501"
+        assert f"permission denied for function {method}" in raised.value.message
+        response = post(api, method, ALL_CALLS[method], ANON_KEY, token=user_jwt("alice"))
+        assert response.status_code == 403 and response.json()["code"] == "42501"
+        assert snapshot(db) == before
+
+    for_each(BEHAVIORAL, check)
+    # The forgery of the issue: a signed-in user allowing itself.
+    with pytest.raises(NotOwner):
+        alice.store_auth_decision(session_id="s", decision="allow", confidence=1.0)
+    assert snapshot(db) == before
 
 
 def test_authenticated_writes_land_in_the_subjects_rows(
@@ -347,8 +377,6 @@ def test_authenticated_writes_land_in_the_subjects_rows(
     alice = as_user("alice")
     logged = alice.log_message(session_id="chat", role="user", content="hi")
     alice.log_interaction(session_id="chat", prompt="p", response="r")
-    alice.store_behavioral_vector(session_id="chat", vector=[1, 2])
-    alice.store_auth_decision(session_id="chat", decision="allow")
     assert [s.session_id for s in direct.list_sessions(user_id="alice")] == [logged.session_id]
     assert len(direct.get_messages(session_id="chat", user_id="alice")) == 3
     assert alice.get_messages(session_id="chat") == \
@@ -382,7 +410,8 @@ def test_authenticated_other_user_id_is_refused_and_nothing_written(
             args["user_id"] = "bob"
         with pytest.raises(NotOwner) as raised:
             getattr(alice, method)(**args)
-        assert "bob" in raised.value.message
+        assert ("permission denied for function" if method in BEHAVIORAL else "bob") \
+            in raised.value.message
         assert snapshot(db) == before
 
     for_each(ALL_CALLS, check)
@@ -406,7 +435,8 @@ def test_authenticated_write_into_another_users_session_is_refused(
             args["session_id"] = alice_session
         with pytest.raises(NotOwner) as raised:
             getattr(bob, method)(**args)
-        assert alice_session in raised.value.message
+        assert ("permission denied for function" if method in BEHAVIORAL else alice_session) \
+            in raised.value.message
         assert snapshot(db) == before
 
     for_each(WRITERS, check)
@@ -419,10 +449,14 @@ def test_authenticated_reads_of_another_users_session_are_empty(
     direct.store_behavioral_vector(user_id="alice", session_id=alice_session, vector=[1])
     direct.store_auth_decision(user_id="alice", session_id=alice_session, decision="allow")
     alice, bob = as_user("alice"), as_user("bob")
-    for method in ("get_messages", "get_behavioral_vectors", "get_auth_decisions"):
-        assert len(getattr(alice, method)(session_id=alice_session)) == 1, method
-        assert getattr(bob, method)(session_id=alice_session) == [], method
+    assert len(alice.get_messages(session_id=alice_session)) == 1
+    assert bob.get_messages(session_id=alice_session) == []
+    assert len(alice.list_sessions()) == 2  # the fixture's session "s" too
     assert bob.list_sessions() == []
+    for method in ("get_behavioral_vectors", "get_auth_decisions"):  # not even her own
+        for user in (alice, bob):
+            with pytest.raises(NotOwner):
+                getattr(user, method)(session_id=alice_session)
 
 
 def test_authenticated_delete_of_another_users_session_deletes_nothing(

@@ -38,10 +38,18 @@ begin
 end
 $$;
 
--- The installer creates and replaces the owner's functions on every migrate.
+-- The installer creates and replaces the owner's functions on every migrate,
+-- which takes the right to SET ROLE to it. On PostgreSQL 16+ a role created
+-- by a non-superuser CREATEROLE installer (Supabase's postgres) makes it a
+-- member with ADMIN only (createrole_self_grant is empty by default): a
+-- membership without SET, so membership alone is not the test there.
 do $$
 begin
-    if not pg_catalog.pg_has_role(current_user, 'sessionlog_owner', 'member') then
+    if pg_catalog.current_setting('server_version_num')::pg_catalog.int4 >= 160000 then
+        if not pg_catalog.pg_has_role(current_user, 'sessionlog_owner', 'SET') then
+            execute pg_catalog.format('grant sessionlog_owner to %I with set true', current_user);
+        end if;
+    elsif not pg_catalog.pg_has_role(current_user, 'sessionlog_owner', 'member') then
         grant sessionlog_owner to current_user;
     end if;
 end
