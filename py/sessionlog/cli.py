@@ -886,6 +886,29 @@ def sql_bundle(state: State) -> None:
         click.echo(text, nl=False)
 
 
+@sql_group.command("router")
+@click.option("--shard", "shards", multiple=True, required=True, metavar="DSN",
+              help="A shard (a sessionlog install), as the router's server reaches it; repeat.")
+@click.option("--partitions", type=int, help="A power of two >= the shards [default: the least].")
+@pass_state
+def sql_router(state: State, shards: tuple[str, ...], partitions: int | None) -> None:
+    """Print the SQL that makes a database a PL/Proxy router over shards.
+
+    Reads the API from the first shard. docs/scaling.md walks through it.
+
+    \b
+    Example:
+      sessionlog sql router --shard "dbname=shard_1" --shard "dbname=shard_2" | psql -d router
+    """
+    from .router import router_script
+
+    try:
+        text = router_script(shards, partitions=partitions)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    state.emit({"sql": text}, lambda: click.echo(text, nl=False))
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(args: tuple[str, ...]) -> None:
