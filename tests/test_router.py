@@ -472,4 +472,63 @@ def test_the_scaling_guide_commands_make_a_two_shard_install(cluster):
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"\|\s*1\s*\|\s*t\s*\|\s*t\s*\|\s*f", result.stdout), result.stdout
+    # The psql table: position 1, session_created, user_created, not duplicate.
+    assert re.search(r"^\s*1 \| t\s+\| t\s+\| f\s*$", result.stdout, re.M), result.stdout
+
+
+# --- a function added to the API later ----------------------------------------------------
+
+_NEW_FUNCTION = """
+create type sessionlog.test_prune_result as (sessions_deleted bigint, more boolean);
+create function public.test_prune_sessions(
+    inactive_before timestamptz default null,
+    user_id text default null,
+    max_sessions integer default 1000)
+    returns sessionlog.test_prune_result
+    volatile
+    language sql
+as $$
+    with gone as (
+        delete from sessionlog.sessions s
+        where s.last_activity_at < inactive_before
+          and (test_prune_sessions.user_id is null or s.user_id = test_prune_sessions.user_id)
+        returning 1)
+    select count(*), false from gone
+$$;
+"""
+
+
+def test_a_function_added_to_the_api_is_routed_with_no_change(router, db, monkeypatch):
+    """A global maintenance call shaped like prune_sessions: with user_id it
+    runs on that user's shard, without it on every shard, the counts added."""
+    from sessionlog import _calls
+    from sessionlog.results import SessionDeleted
+
+    calls = dict(_calls.CALLS)
+    calls["test_prune_sessions"] = _calls.Call(
+        "test_prune_sessions", ("inactive_before", "user_id", "max_sessions"), SessionDeleted)
+    monkeypatch.setattr(_calls, "CALLS", calls)
+    (a1, a2), (b1, _) = users_on_both_shards(router)
+    for user in (a1, a2, b1):
+        call_one(db, "log_message", user_id=user, session_id="old", role="user", content="x")
+    try:
+        for shard in SHARDS:
+            with psycopg.connect(router.dsn(shard), autocommit=True) as conn:
+                conn.execute(_NEW_FUNCTION)
+        with psycopg.connect(router.router, autocommit=True) as conn:
+            conn.execute(router_script([router.dsn(s) for s in SHARDS]))
+        later = "2999-01-01T00:00:00+00:00"
+        one = call_one(db, "test_prune_sessions", inactive_before=later, user_id=a1)
+        assert one == {"sessions_deleted": 1, "more": False}
+        every = call_one(db, "test_prune_sessions", inactive_before=later)
+        assert every == {"sessions_deleted": 2, "more": False}
+        assert table_counts(db)["sessions"] == 0
+    finally:
+        with psycopg.connect(router.router, autocommit=True) as conn:
+            conn.execute("drop function if exists public.test_prune_sessions, "
+                         "sessionlog_router.test_prune_sessions")
+            conn.execute("drop type if exists sessionlog.test_prune_result")
+        for shard in SHARDS:
+            with psycopg.connect(router.dsn(shard), autocommit=True) as conn:
+                conn.execute("drop function if exists public.test_prune_sessions")
+                conn.execute("drop type if exists sessionlog.test_prune_result")

@@ -482,7 +482,9 @@ begin
         from pg_catalog.pg_attribute a
         where a.attrelid = pg_catalog.to_regclass({_literal(t.name)}) and a.attnum > 0
           and not a.attisdropped) is distinct from {_literal(t.attributes)} then
-        drop type if exists {t.name} cascade;
+        if pg_catalog.to_regtype({_literal(t.name)}) is not null then
+            drop type {t.name} cascade;  -- its functions are created again below
+        end if;
         create type {t.name} as ({t.attributes});
     end if;
 end
