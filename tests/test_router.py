@@ -289,6 +289,33 @@ def test_a_malformed_batch_gets_the_shards_error(db):
         call(db, "log_messages", messages=[{"session_id": "s", "role": "user", "content": "x"}])
 
 
+def test_the_behavioral_auth_functions_answer_through_the_router(router, db):
+    (a, _), (b, _) = users_on_both_shards(router)
+    for user in (a, b):
+        stored = call_one(db, "store_behavioral_vector", user_id=user, session_id="login",
+                          vector="{0.25,-1.5,3.0}", event_type="typing", metadata={"k": 1})
+        assert stored["session_created"]
+        vectors = call(db, "get_behavioral_vectors", session_id="login", user_id=user)
+        assert [(v["vector"], v["event_type"], v["metadata"]) for v in vectors] == [
+            ([0.25, -1.5, 3.0], "typing", {"k": 1})]
+        decided = call_one(db, "store_auth_decision", user_id=user, session_id="login",
+                           decision=" Deny ", confidence=0.9, risk_level="high")
+        assert decided["decision"] == "block"
+        decisions = call(db, "get_auth_decisions", session_id=str(decided["session_id"]))
+        assert [(d["decision"], d["confidence"]) for d in decisions] == [("block", 0.9)]
+        summary = call(db, "auth_decision_summary", user_id=user)
+        assert {r["decision"]: r["decisions"] for r in summary} == {
+            "allow": 0, "challenge": 0, "block": 1, "learn": 0}
+        pair = call_one(db, "log_interaction", user_id=user, session_id="chat", prompt="2+2?",
+                        response="4")
+        assert (pair["prompt_position"], pair["response_position"]) == (1, 2)
+        listed = call(db, "list_sessions", user_id=user)
+        assert sorted(s["message_count"] for s in listed) == [0, 2]
+        forgotten = call_one(db, "forget_user", user_id=user)
+        assert (forgotten["user_deleted"], forgotten["sessions_deleted"]) == (True, 2)
+    assert table_counts(db) == dict.fromkeys(TABLES, 0)
+
+
 # --- errors -------------------------------------------------------------------------
 
 def test_errors_keep_their_sqlstate_through_the_router(router, db):
