@@ -353,7 +353,7 @@ end
 $fn$;
 
 -- The PL/Proxy hash of a user: what routes every call naming a user.
-create or replace function {s}._route(user_id text)
+create or replace function {s}._checked_route(user_id text)
     returns integer
     stable
     security invoker
@@ -364,6 +364,23 @@ begin
     perform {s}._trusted();
     return pg_catalog.hashtext(pg_catalog.btrim(user_id, {_TRIM}));
 end
+$fn$;
+
+-- The same, in SQL without SET so that the planner inlines it into each
+-- call: a caller that is neither anon nor authenticated and carries no JWT
+-- (a backend's own login, the common case) costs no function call.
+create or replace function {s}._route(user_id text)
+    returns integer
+    stable
+    security invoker
+    language sql
+as $fn$
+    select case
+        when current_user operator(pg_catalog.<>) all (array['anon', 'authenticated']::pg_catalog.name[])
+             and coalesce(pg_catalog.current_setting('request.jwt.claims', true), '')
+                 operator(pg_catalog.=) ''
+        then pg_catalog.hashtext(pg_catalog.btrim(user_id, {_TRIM}))
+        else {s}._checked_route(user_id) end
 $fn$;
 
 -- The partitions of the cluster and the shard (connect string) of each, as
@@ -549,7 +566,7 @@ def _wrapper_sql(fn: Function) -> str:
     args = ", ".join(f"{q}.{_ident(c.name)}" for c in fn.inputs)
     call = f"{inner}(%s{', ' + args if args else ''})"
     shape = _shape(fn)
-    declare = ["route integer;", "r record;", "answered boolean := false;",
+    declare = ["route integer;", f"r {fn.row_type or 'record'};", "answered boolean := false;",
                "state text;", "message text;", "detail text;", "hint text;",
                "kept_state text;", "kept_message text;", "kept_detail text;", "kept_hint text;"]
     single = not fn.returns_set
@@ -559,6 +576,8 @@ def _wrapper_sql(fn: Function) -> str:
     def finish_row(source: str) -> list[str]:
         """Return one row: ``source`` is a record or merged<i> variables."""
         if source == "r":
+            if fn.row_type:
+                return ["return r;"]
             values = [f"r.{_ident(c.name)}" for c in fn.columns]
         else:
             values = [f"merged{i}" for i in range(len(fn.columns))]
