@@ -171,6 +171,8 @@ class Outcome:
 def as_rows(result: Any) -> list[dict[str, Any]]:
     import dataclasses
 
+    if result is None:  # pop_message found nothing
+        return []
     return [dataclasses.asdict(r) for r in (result if isinstance(result, list) else [result])]
 
 
@@ -216,6 +218,10 @@ def found_nothing(fn: str, rows: list[dict[str, Any]]) -> bool:
         return [r["deleted"] for r in rows] == [False]
     if fn == "forget_user":
         return [r["user_deleted"] for r in rows] == [False]
+    if fn == "clear_messages":
+        return [r["messages_deleted"] for r in rows] == [0]
+    if fn == "prune_sessions":
+        return [r["sessions_deleted"] for r in rows] == [0]
     return rows == []
 
 
@@ -304,6 +310,10 @@ TEXT_ARGUMENTS = {
     "delete_session": ("session_id", "user_id"),
     "forget_user": ("user_id",),
     "auth_decision_summary": ("user_id",),
+    "pop_message": ("session_id", "user_id"),
+    "clear_messages": ("session_id", "user_id"),
+    "update_session": ("session_id", "user_id"),
+    "prune_sessions": ("user_id",),
 }
 
 

@@ -6,6 +6,7 @@ service_role: any user)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -263,6 +264,10 @@ ALL_CALLS: dict[str, dict[str, Any]] = {
     "get_behavioral_vectors": dict(session_id="s"),
     "get_auth_decisions": dict(session_id="s"),
     "list_sessions": dict(),
+    "update_session": dict(session_id="s", title="t"),
+    "pop_message": dict(session_id="s"),
+    "clear_messages": dict(session_id="s"),
+    "prune_sessions": dict(inactive_before=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)),
     "delete_session": dict(session_id="s"),
     "forget_user": dict(),
 }
