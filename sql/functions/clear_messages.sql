@@ -49,9 +49,11 @@ create or replace function public.clear_messages(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.clear_messages(session_id, user_id)
+begin
+    return sessionlog.clear_messages(session_id, user_id);
+end
 $$;
 
 comment on function public.clear_messages is

@@ -109,9 +109,11 @@ create or replace function public.prune_sessions(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.prune_sessions(inactive_before, user_id, max_sessions)
+begin
+    return sessionlog.prune_sessions(inactive_before, user_id, max_sessions);
+end
 $$;
 
 comment on function public.prune_sessions is

@@ -70,7 +70,7 @@ grant usage on schema sessionlog to authenticated, service_role;
 
 -- Who called. Inside a definer function current_user is the owner; the role
 -- PostgREST set (SET LOCAL ROLE authenticated) is still the `role` setting,
--- and a direct connection is its login role.
+-- and a direct connection is its login role. Used to word errors.
 create function sessionlog._caller_role()
     returns text
     stable
@@ -80,63 +80,8 @@ create function sessionlog._caller_role()
     return case when pg_catalog.current_setting('role') operator(pg_catalog.=) 'none'
                 then pg_catalog."session_user"()::text
                 else pg_catalog.current_setting('role') end;
-
--- A trusted caller acts for any user: service_role (and its members), the
--- owner and whoever installed sessionlog (its members), a superuser.
--- Everyone else is an end user whose identity is the JWT subject.
-create function sessionlog._caller_is_trusted()
-    returns boolean
-    stable
-    parallel safe
-    set search_path = pg_catalog, pg_temp
-    language sql
-    return pg_catalog.pg_has_role(sessionlog._caller_role(), 'service_role', 'member')
-        or pg_catalog.pg_has_role(sessionlog._caller_role(), 'sessionlog_owner', 'member');
-
--- The JWT subject of the request, as a valid user id (trimmed, 1 to 255
--- characters, no control character), or NULL when there is none: no claims,
--- no "sub", a "sub" that is not a JSON string or not a valid id.
--- request.jwt.claims wins; the legacy request.jwt.claim.sub counts only when
--- request.jwt.claims is absent, so a stale legacy value on a pooled
--- connection cannot stand in for the current request's subject.
-create function sessionlog._jwt_subject()
-    returns text
-    stable
-    parallel safe
-    set search_path = pg_catalog, pg_temp
-    language sql
-    return (
-        select case when pg_catalog.jsonb_typeof(claim.sub) operator(pg_catalog.=) 'string'
-                         and sessionlog._is_valid_id(
-                             pg_catalog.btrim(claim.sub operator(pg_catalog.#>>) '{}', E' \t\n\r\f\x0B'))
-                    then pg_catalog.btrim(claim.sub operator(pg_catalog.#>>) '{}', E' \t\n\r\f\x0B') end
-        from (select case
-                  when coalesce(pg_catalog.current_setting('request.jwt.claims', true), '') operator(pg_catalog.<>) ''
-                  then case when pg_catalog.ltrim(pg_catalog.current_setting('request.jwt.claims', true))
-                                 operator(pg_catalog.~~) '{%'
-                            then pg_catalog.current_setting('request.jwt.claims', true)::pg_catalog.jsonb
-                                 operator(pg_catalog.->) 'sub' end
-                  else pg_catalog.to_jsonb(pg_catalog.current_setting('request.jwt.claim.sub', true))
-              end as sub) claim);
-
--- What row-level security lets a statement see: NULL (every row) for a
--- trusted caller, else the JWT subject's rows ('' matches none when there is
--- no valid subject). Policies call it as (select ...): once per statement.
-create function sessionlog._rls_user()
-    returns text
-    stable
-    parallel safe
-    set search_path = pg_catalog, pg_temp
-    language sql
-    return case when sessionlog._caller_is_trusted() then null
-                else coalesce(sessionlog._jwt_subject(), '') end;
-
 alter function sessionlog._caller_role() owner to sessionlog_owner;
-alter function sessionlog._caller_is_trusted() owner to sessionlog_owner;
-alter function sessionlog._jwt_subject() owner to sessionlog_owner;
-alter function sessionlog._rls_user() owner to sessionlog_owner;
-revoke all on function sessionlog._caller_role(), sessionlog._caller_is_trusted(),
-    sessionlog._jwt_subject(), sessionlog._rls_user() from public;
+revoke all on function sessionlog._caller_role() from public;
 
 drop policy own_rows on sessionlog.users;
 drop policy own_rows on sessionlog.sessions;
@@ -145,24 +90,76 @@ drop policy own_rows on sessionlog.behavioral_vectors;
 drop policy own_rows on sessionlog.auth_decisions;
 drop function sessionlog._jwt_sub();
 
--- One policy per table, for every role: no API role holds a privilege on the
--- tables, so in practice it binds the owner's definer functions and the
--- installer's maintenance (trusted: unrestricted).
-create policy acting_user_rows on sessionlog.users
-    using (id = coalesce((select sessionlog._rls_user()), id))
-    with check (id = coalesce((select sessionlog._rls_user()), id));
-create policy acting_user_rows on sessionlog.sessions
-    using (user_id = coalesce((select sessionlog._rls_user()), user_id))
-    with check (user_id = coalesce((select sessionlog._rls_user()), user_id));
-create policy acting_user_rows on sessionlog.messages
-    using (user_id = coalesce((select sessionlog._rls_user()), user_id))
-    with check (user_id = coalesce((select sessionlog._rls_user()), user_id));
-create policy acting_user_rows on sessionlog.behavioral_vectors
-    using (user_id = coalesce((select sessionlog._rls_user()), user_id))
-    with check (user_id = coalesce((select sessionlog._rls_user()), user_id));
-create policy acting_user_rows on sessionlog.auth_decisions
-    using (user_id = coalesce((select sessionlog._rls_user()), user_id))
-    with check (user_id = coalesce((select sessionlog._rls_user()), user_id));
+-- The user a caller is restricted to, spelled once and used twice: as the
+-- function sessionlog._caller_user() by the definer functions, and inline in
+-- every table's policy (a function call there would cost a SET search_path
+-- per statement; the inline expression is a once-per-statement InitPlan).
+-- - NULL: a trusted caller, acting for any user: service_role (and its
+--   members), sessionlog_owner and whoever installed sessionlog (its
+--   members), a superuser.
+-- - Otherwise an end user, whose identity is the JWT subject: the "sub" of
+--   request.jwt.claims (the legacy request.jwt.claim.sub only when
+--   request.jwt.claims is absent, so a stale legacy value on a pooled
+--   connection never stands in for the current request's subject), a JSON
+--   string that is a valid user id once trimmed; '' (no row has it) when
+--   there is no such subject.
+do $migration$
+declare
+    caller constant text := $sql$(case
+        when pg_catalog.current_setting('role') operator(pg_catalog.=) 'none'
+        then pg_catalog."session_user"()::text
+        else pg_catalog.current_setting('role') end)$sql$;
+    caller_user constant text := pg_catalog.format($sql$case
+    when pg_catalog.pg_has_role(%1$s, 'service_role', 'member')
+         or pg_catalog.pg_has_role(%1$s, 'sessionlog_owner', 'member') then null
+    else coalesce(
+        (select pg_catalog.btrim(claim.sub operator(pg_catalog.#>>) '{}', E' \t\n\r\f\x0B')
+         from (select case
+                   when coalesce(pg_catalog.current_setting('request.jwt.claims', true), '')
+                        operator(pg_catalog.<>) ''
+                   then pg_catalog.current_setting('request.jwt.claims', true)::pg_catalog.jsonb
+                        operator(pg_catalog.->) 'sub'
+                   else pg_catalog.to_jsonb(pg_catalog.current_setting('request.jwt.claim.sub', true))
+               end as sub) claim
+         where pg_catalog.jsonb_typeof(claim.sub) operator(pg_catalog.=) 'string'
+           and sessionlog._is_valid_id(
+               pg_catalog.btrim(claim.sub operator(pg_catalog.#>>) '{}', E' \t\n\r\f\x0B'))),
+        '')
+    end$sql$, caller);
+    user_column text;
+    table_name text;
+begin
+    -- PL/pgSQL, not SQL: its plan is kept across transactions, where an SQL
+    -- function with SET search_path is planned again in every transaction
+    -- (~0.2 ms on PostgreSQL 15).
+    execute pg_catalog.format($sql$
+        create function sessionlog._caller_user()
+            returns text
+            stable
+            parallel safe
+            set search_path = pg_catalog, pg_temp
+            language plpgsql
+        as $body$
+        begin
+            return %s;
+        end
+        $body$$sql$, caller_user);
+    -- One policy per table, for every role. No API role holds a privilege on
+    -- the tables, so in practice it binds the owner's definer functions (and
+    -- the installer's maintenance, which is trusted).
+    foreach table_name in array array['users', 'sessions', 'messages', 'behavioral_vectors',
+                                      'auth_decisions'] loop
+        user_column := case table_name when 'users' then 'id' else 'user_id' end;
+        execute pg_catalog.format($sql$
+            create policy acting_user_rows on sessionlog.%1$I
+                using (%2$I = coalesce((select %3$s), %2$I))
+                with check (%2$I = coalesce((select %3$s), %2$I))$sql$,
+            table_name, user_column, caller_user);
+    end loop;
+end
+$migration$;
+alter function sessionlog._caller_user() owner to sessionlog_owner;
+revoke all on function sessionlog._caller_user() from public;
 
 alter table sessionlog.users force row level security;
 alter table sessionlog.sessions force row level security;
