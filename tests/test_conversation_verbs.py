@@ -620,3 +620,51 @@ def test_prune_never_loses_an_acknowledged_message_under_concurrent_writers(dsn,
     assert results[3] + results[4] == len(fresh)
     print(f"\n[prune race] {len(survived)} sessions written first and kept, "
           f"{len(fresh)} pruned first and re-created by their write, 0 messages lost")
+
+
+# --- migration 0005 -------------------------------------------------------------------
+
+def test_migration_0005_rolls_back_to_the_old_get_messages_and_forward_again(dsn):
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    name = f"sessionlog_0005_{uuid.uuid4().hex[:12]}"
+    admin = make_conninfo(dsn, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(name)))
+    target = make_conninfo(dsn, dbname=name)
+
+    def signatures(conn: psycopg.Connection) -> dict[str, list[str]]:
+        rows = conn.execute(
+            "select p.pronamespace::regnamespace::text || '.' || p.proname as fn,"
+            "       pg_get_function_identity_arguments(p.oid) as args from pg_proc p"
+            " where p.proname in ('get_messages', 'pop_message', 'clear_messages',"
+            "                     'update_session', 'prune_sessions')"
+            " order by 1, 2").fetchall()
+        found: dict[str, list[str]] = {}
+        for row in rows:
+            found.setdefault(row["fn"], []).append(row["args"])
+        return found
+
+    try:
+        sessionlog.migrate(target)
+        with psycopg.connect(target, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+            fill(conn, "u1", "s", 3)
+            assert len(signatures(conn)) == 10
+        assert sessionlog.rollback(target, 1) == ["0005_conversation_verbs"]
+        with psycopg.connect(target, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+            old = "session_id text, user_id text, after_position bigint, max_rows integer"
+            assert signatures(conn) == {"public.get_messages": [old],
+                                        "sessionlog.get_messages": [old]}
+            assert contents(call(conn, "get_messages", session_id="s", user_id="u1",
+                                 after_position=1)) == ["m2", "m3"]
+            assert conn.execute("select to_regtype('sessionlog.prune_sessions_result') is null"
+                                " as gone").fetchone()["gone"]
+        assert sessionlog.migrate(target).applied == ["0005_conversation_verbs"]
+        with psycopg.connect(target, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+            assert len(signatures(conn)) == 10
+            assert [r["position"] for r in call(conn, "get_messages", session_id="s",
+                                                user_id="u1", latest=True, max_rows=1)] == [3]
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
