@@ -6,7 +6,6 @@ service_role: any user)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -267,7 +266,7 @@ ALL_CALLS: dict[str, dict[str, Any]] = {
     "update_session": dict(session_id="s", title="t"),
     "pop_message": dict(session_id="s"),
     "clear_messages": dict(session_id="s"),
-    "prune_sessions": dict(inactive_before=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)),
+    "prune_sessions": dict(inactive_before="2000-01-01T00:00:00+00:00"),  # also a raw JSON body
     "delete_session": dict(session_id="s"),
     "forget_user": dict(),
 }
