@@ -178,11 +178,14 @@ SAME_KEY = {"user_id": SEED_USER, "session_id": SEED_TOKEN, "client_message_id":
 
 #: A NUL in a text argument: psycopg refuses it before sending ("PostgreSQL text
 #: fields cannot contain NUL (0x00) bytes"); PostgreSQL refuses the JSON \u0000
-#: (22P05) that PostgREST passes on.
+#: (22P05); the Python clients refuse it before sending (22023, _calls).
 NUL_WAYS: dict[str, Outcome | None] = {
     "sql": ClientRefused(psycopg.DataError, "NUL"),
     "shim": ClientRefused(InvalidArgument, "NUL"),
-    "supabase": Refused("22P05", InvalidArgument, 400, ("Unicode",))}
+    "supabase": ClientRefused(InvalidArgument, "NUL")}
+NUL_IN_JSON_WAYS: dict[str, Outcome | None] = {
+    "shim": ClientRefused(InvalidArgument, "NUL"),
+    "supabase": ClientRefused(InvalidArgument, "NUL")}
 NO_JSON_NAN = ClientRefused(ValueError, "JSON")  # httpx: "Out of range float values..."
 VECTOR_TYPE = ClientRefused(TypeError, "float")  # the clients convert the vector to floats
 
@@ -246,13 +249,13 @@ CASES: list[Case] = [
     Case("log_message/metadata-150-levels", "log_message",
          message(metadata=DeepMetadata(150)), invalid("metadata")),
     # Far too deep for anyone: PostgreSQL's jsonb parser gives up (54001, before the
-    # function runs: HTTP 500 through PostgREST); the Python clients cannot even
-    # encode it (RecursionError, a Python error outside SessionLogError).
+    # function runs: HTTP 500 through PostgREST); the Python clients refuse it
+    # before encoding it (more than 100 levels: 22023).
     Case("log_message/metadata-100000-levels", "log_message",
          message(metadata=DeepMetadata(100_000)),
          Refused("54001", SessionLogError, 500, ("stack depth limit exceeded",)),
-         ways={"shim": ClientRefused(RecursionError, "recursion"),
-               "supabase": ClientRefused(RecursionError, "recursion")}),
+         ways={"shim": ClientRefused(InvalidArgument, "levels deep"),
+               "supabase": ClientRefused(InvalidArgument, "levels deep")}),
     Case("log_message/user_id-nasty", "log_message", message(user_id=NASTY),
          Stored("users", "id", NASTY)),
     Case("log_message/session_id-nasty", "log_message", message(session_id=NASTY),
@@ -280,9 +283,11 @@ CASES: list[Case] = [
          {"messages": [element() | {"role; drop table sessionlog.users": "x"}]},
          invalid("messages[0]", "unknown key")),
     Case("log_messages/element-content-nul", "log_messages",
-         {"messages": [element(content="a\x00b")]}, invalid(sqlstate="22P05")),
+         {"messages": [element(content="a\x00b")]}, invalid(sqlstate="22P05"),
+         ways=NUL_IN_JSON_WAYS),
     Case("log_messages/element-metadata-nul", "log_messages",
-         {"messages": [element(metadata={"k": "\x00"})]}, invalid(sqlstate="22P05")),
+         {"messages": [element(metadata={"k": "\x00"})]}, invalid(sqlstate="22P05"),
+         ways=NUL_IN_JSON_WAYS),
     Case("log_messages/element-another-users-uuid", "log_messages",
          {"messages": [element(), element(**INTRUDER)]}, NOT_OWNER),
     Case("log_messages/element-key-reused-other-content", "log_messages",
@@ -291,6 +296,18 @@ CASES: list[Case] = [
          invalid("messages", "object")),
     Case("log_messages/10001-elements", "log_messages", {"messages": [element()] * 10_001},
          invalid("messages", "10000")),
+    Case("log_messages/element-content-over-1MiB", "log_messages",
+         {"messages": [element(), element(content="x" * (MIB + 1))]},
+         invalid("messages[1].content")),
+    Case("log_messages/element-user_id-number", "log_messages",
+         {"messages": [element(user_id=123)]}, invalid("messages[0].user_id")),
+    Case("log_messages/element-session_id-boolean", "log_messages",
+         {"messages": [element(session_id=True)]}, invalid("messages[0].session_id")),
+    Case("log_messages/element-model-array", "log_messages",
+         {"messages": [element(model=["m"])]}, invalid("messages[0].model")),
+    Case("log_messages/element-client_message_id-object", "log_messages",
+         {"messages": [element(client_message_id={"k": 1})]},
+         invalid("messages[0].client_message_id")),
     Case("log_messages/element-tokens-fraction", "log_messages",
          {"messages": [element(tokens=1.5)]}, invalid("messages[0].tokens")),
     Case("log_messages/element-user_id-nasty", "log_messages",
@@ -328,6 +345,10 @@ CASES: list[Case] = [
          Stored("users", "id", NASTY)),
     Case("log_interaction/session_id-nasty", "log_interaction", interaction(session_id=NASTY),
          Stored("sessions", "token", NASTY)),
+    Case("log_interaction/prompt-over-1MiB", "log_interaction",
+         interaction(prompt="x" * (MIB + 1)), invalid("prompt")),
+    Case("log_interaction/response-over-1MiB", "log_interaction",
+         interaction(response="x" * (MIB + 1)), invalid("response")),
     Case("log_interaction/prompt-nasty", "log_interaction", interaction(prompt=NASTY),
          Stored("messages", "content", NASTY)),
     Case("log_interaction/response-nasty", "log_interaction", interaction(response=NASTY),
@@ -357,6 +378,10 @@ CASES: list[Case] = [
          vector(event_type=f"{INJECTION}\r\n{ODD}"), invalid("event_type", "control")),
     Case("store_behavioral_vector/another-users-uuid", "store_behavioral_vector",
          vector(**INTRUDER), NOT_OWNER),
+    Case("store_behavioral_vector/vector-null", "store_behavioral_vector", vector(vector=None),
+         invalid("vector")),
+    Case("store_behavioral_vector/event_type-256", "store_behavioral_vector",
+         vector(event_type="e" * 256), invalid("event_type", "255")),
     Case("store_behavioral_vector/event_type-nasty", "store_behavioral_vector",
          vector(event_type=NASTY), Stored("behavioral_vectors", "event_type", NASTY)),
     Case("store_behavioral_vector/user_id-nasty", "store_behavioral_vector",
@@ -414,6 +439,14 @@ CASES: list[Case] = [
          {"session_id": "", "user_id": SEED_USER}, invalid("session_id", "empty")),
     Case("get_behavioral_vectors/session_id-nasty", "get_behavioral_vectors",
          {"session_id": NASTY, "user_id": SEED_USER}, EMPTY),
+    Case("get_behavioral_vectors/user_id-nasty", "get_behavioral_vectors",
+         {"session_id": SEED_TOKEN, "user_id": NASTY}, EMPTY),
+    Case("get_behavioral_vectors/token-without-user", "get_behavioral_vectors",
+         {"session_id": NASTY}, invalid("user_id", "token")),
+    Case("get_auth_decisions/session_id-nasty", "get_auth_decisions",
+         {"session_id": NASTY, "user_id": SEED_USER}, EMPTY),
+    Case("get_auth_decisions/token-without-user", "get_auth_decisions",
+         {"session_id": NASTY}, invalid("user_id", "token")),
     Case("get_auth_decisions/max_rows-negative", "get_auth_decisions",
          {"session_id": SEED_TOKEN, "user_id": SEED_USER, "max_rows": -1}, invalid("max_rows")),
     Case("get_auth_decisions/user_id-c1-control", "get_auth_decisions",
@@ -428,6 +461,8 @@ CASES: list[Case] = [
     Case("auth_decision_summary/since-after-until", "auth_decision_summary",
          {"user_id": SEED_USER, "since": "2030-01-02T00:00:00+00:00",
           "until": "2030-01-01T00:00:00+00:00"}, invalid("since")),
+    Case("auth_decision_summary/user_id-null", "auth_decision_summary", {"user_id": None},
+         invalid("user_id", "required")),
     Case("auth_decision_summary/user_id-empty", "auth_decision_summary", {"user_id": ""},
          invalid("user_id", "empty")),
     Case("auth_decision_summary/user_id-nasty", "auth_decision_summary", {"user_id": NASTY},
@@ -459,6 +494,9 @@ CASES: list[Case] = [
          invalid("session_id", "no session")),
     Case("update_session/user_id-nasty", "update_session",
          {"session_id": SEED_TOKEN, "user_id": NASTY, "title": "t"},
+         invalid("session_id", "no session")),
+    Case("update_session/title-nasty-on-an-unknown-session", "update_session",
+         {"session_id": "no-such-session", "user_id": SEED_USER, "title": NASTY},
          invalid("session_id", "no session")),
     Case("update_session/another-users-uuid", "update_session", {**INTRUDER, "title": "t"},
          invalid("session_id", "no session")),

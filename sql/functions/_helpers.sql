@@ -313,8 +313,8 @@ begin
         if subject = '' then
             raise exception using
                 errcode = 'insufficient_privilege',
-                message = pg_catalog.format('no valid authenticated user: the JWT "sub" of role %s '
-                    'is missing, not a string, or not a valid user id', sessionlog._caller_role()),
+                message = 'no valid authenticated user: the JWT "sub" is missing, not a string, '
+                    'or not a valid user id',
                 hint = 'call as service_role, or with the JWT of a signed-in user whose "sub" is '
                     '1 to 255 characters without control characters';
         end if;

@@ -18,7 +18,7 @@ begin
         from pg_catalog.pg_proc p
         where p.pronamespace = 'sessionlog'::regnamespace
           and p.proname not in ('_is_valid_id', '_message_roles', '_decisions', '_risk_levels',
-                                '_is_valid_vector', '_caller_role', '_caller_user')
+                                '_is_valid_vector', '_caller_user')
     loop
         execute pg_catalog.format('drop function %s', fn);
     end loop;
@@ -36,7 +36,7 @@ drop policy acting_user_rows on sessionlog.sessions;
 drop policy acting_user_rows on sessionlog.messages;
 drop policy acting_user_rows on sessionlog.behavioral_vectors;
 drop policy acting_user_rows on sessionlog.auth_decisions;
-drop function sessionlog._caller_user(), sessionlog._caller_role();
+drop function sessionlog._caller_user();
 
 create function sessionlog._jwt_sub()
     returns text

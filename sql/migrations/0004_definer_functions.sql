@@ -38,10 +38,18 @@ begin
 end
 $$;
 
--- The installer creates and replaces the owner's functions on every migrate.
+-- The installer creates and replaces the owner's functions on every migrate,
+-- which takes the right to SET ROLE to it. On PostgreSQL 16+ a role created
+-- by a non-superuser CREATEROLE installer (Supabase's postgres) makes it a
+-- member with ADMIN only (createrole_self_grant is empty by default): a
+-- membership without SET, so membership alone is not the test there.
 do $$
 begin
-    if not pg_catalog.pg_has_role(current_user, 'sessionlog_owner', 'member') then
+    if pg_catalog.current_setting('server_version_num')::pg_catalog.int4 >= 160000 then
+        if not pg_catalog.pg_has_role(current_user, 'sessionlog_owner', 'SET') then
+            execute pg_catalog.format('grant sessionlog_owner to %I with set true', current_user);
+        end if;
+    elsif not pg_catalog.pg_has_role(current_user, 'sessionlog_owner', 'member') then
         grant sessionlog_owner to current_user;
     end if;
 end
@@ -68,21 +76,6 @@ revoke all on all functions in schema sessionlog from public, anon, authenticate
 revoke all on schema sessionlog from public, anon;
 grant usage on schema sessionlog to authenticated, service_role;
 
--- Who called. Inside a definer function current_user is the owner; the role
--- PostgREST set (SET LOCAL ROLE authenticated) is still the `role` setting,
--- and a direct connection is its login role. Used to word errors.
-create function sessionlog._caller_role()
-    returns text
-    stable
-    parallel safe
-    set search_path = pg_catalog, pg_temp
-    language sql
-    return case when pg_catalog.current_setting('role') operator(pg_catalog.=) 'none'
-                then pg_catalog."session_user"()::text
-                else pg_catalog.current_setting('role') end;
-alter function sessionlog._caller_role() owner to sessionlog_owner;
-revoke all on function sessionlog._caller_role() from public;
-
 drop policy own_rows on sessionlog.users;
 drop policy own_rows on sessionlog.sessions;
 drop policy own_rows on sessionlog.messages;
@@ -90,10 +83,8 @@ drop policy own_rows on sessionlog.behavioral_vectors;
 drop policy own_rows on sessionlog.auth_decisions;
 drop function sessionlog._jwt_sub();
 
--- The user a caller is restricted to, spelled once and used twice: as the
--- function sessionlog._caller_user() by the definer functions, and inline in
--- every table's policy (a function call there would cost a SET search_path
--- per statement; the inline expression is a once-per-statement InitPlan).
+-- The user a caller is restricted to: the one rule of identity, used by the
+-- definer functions and by every table's policy.
 -- - NULL: a trusted caller, acting for any user: service_role (and its
 --   members), sessionlog_owner and whoever installed sessionlog (its
 --   members), a superuser.
@@ -103,61 +94,71 @@ drop function sessionlog._jwt_sub();
 --   connection never stands in for the current request's subject), a JSON
 --   string that is a valid user id once trimmed; '' (no row has it) when
 --   there is no such subject.
-do $migration$
+-- Procedural PL/pgSQL on purpose: its simple expressions are cheap to set up
+-- in every transaction, where one query with a subquery (or an SQL function
+-- with SET search_path, planned again per transaction) cost 3 to 10 times
+-- more per call; policies call it once per statement.
+create function sessionlog._caller_user()
+    returns text
+    stable
+    parallel safe
+    set search_path = pg_catalog, pg_temp
+    language plpgsql
+as $$
 declare
-    caller constant text := $sql$(case
-        when pg_catalog.current_setting('role') operator(pg_catalog.=) 'none'
-        then pg_catalog."session_user"()::text
-        else pg_catalog.current_setting('role') end)$sql$;
-    caller_user constant text := pg_catalog.format($sql$case
-    when pg_catalog.pg_has_role(%1$s, 'service_role', 'member')
-         or pg_catalog.pg_has_role(%1$s, 'sessionlog_owner', 'member') then null
-    else coalesce(
-        (select pg_catalog.btrim(claim.sub operator(pg_catalog.#>>) '{}', E' \t\n\r\f\x0B')
-         from (select case
-                   when coalesce(pg_catalog.current_setting('request.jwt.claims', true), '')
-                        operator(pg_catalog.<>) ''
-                   then pg_catalog.current_setting('request.jwt.claims', true)::pg_catalog.jsonb
-                        operator(pg_catalog.->) 'sub'
-                   else pg_catalog.to_jsonb(pg_catalog.current_setting('request.jwt.claim.sub', true))
-               end as sub) claim
-         where pg_catalog.jsonb_typeof(claim.sub) operator(pg_catalog.=) 'string'
-           and sessionlog._is_valid_id(
-               pg_catalog.btrim(claim.sub operator(pg_catalog.#>>) '{}', E' \t\n\r\f\x0B'))),
-        '')
-    end$sql$, caller);
-    user_column text;
-    table_name text;
+    caller text := pg_catalog.current_setting('role');
+    claims text;
+    subject jsonb;
+    trimmed text;
 begin
-    -- PL/pgSQL, not SQL: its plan is kept across transactions, where an SQL
-    -- function with SET search_path is planned again in every transaction
-    -- (~0.2 ms on PostgreSQL 15).
-    execute pg_catalog.format($sql$
-        create function sessionlog._caller_user()
-            returns text
-            stable
-            parallel safe
-            set search_path = pg_catalog, pg_temp
-            language plpgsql
-        as $body$
-        begin
-            return %s;
-        end
-        $body$$sql$, caller_user);
-    -- One policy per table, for every role. No API role holds a privilege on
-    -- the tables, so in practice it binds the owner's definer functions (and
-    -- the installer's maintenance, which is trusted).
-    foreach table_name in array array['users', 'sessions', 'messages', 'behavioral_vectors',
-                                      'auth_decisions'] loop
-        user_column := case table_name when 'users' then 'id' else 'user_id' end;
-        execute pg_catalog.format($sql$
-            create policy acting_user_rows on sessionlog.%1$I
-                using (%2$I = coalesce((select %3$s), %2$I))
-                with check (%2$I = coalesce((select %3$s), %2$I))$sql$,
-            table_name, user_column, caller_user);
-    end loop;
+    -- Inside a definer function current_user is the owner; the role PostgREST
+    -- set (SET LOCAL ROLE authenticated) is still the `role` setting, and a
+    -- direct connection is its login role.
+    if caller = 'none' then
+        caller := pg_catalog."session_user"();
+    end if;
+    if pg_catalog.pg_has_role(caller, 'service_role', 'member')
+       or pg_catalog.pg_has_role(caller, 'sessionlog_owner', 'member') then
+        return null;
+    end if;
+    claims := pg_catalog.current_setting('request.jwt.claims', true);
+    if claims <> '' then
+        -- Malformed claims are no identity, not a JSON error.
+        if pg_catalog.ltrim(claims) !~~ '{%' then
+            return '';
+        end if;
+        subject := claims::jsonb -> 'sub';
+    else
+        subject := pg_catalog.to_jsonb(pg_catalog.current_setting('request.jwt.claim.sub', true));
+    end if;
+    if pg_catalog.jsonb_typeof(subject) = 'string' then
+        trimmed := pg_catalog.btrim(subject #>> '{}', E' \t\n\r\f\x0B');
+        if sessionlog._is_valid_id(trimmed) then
+            return trimmed;
+        end if;
+    end if;
+    return '';
 end
-$migration$;
+$$;
+
+-- One policy per table, for every role. No API role holds a privilege on the
+-- tables, so in practice it binds the owner's definer functions (and the
+-- installer's maintenance, which is trusted). (select ...): once per statement.
+create policy acting_user_rows on sessionlog.users
+    using (id = coalesce((select sessionlog._caller_user()), id))
+    with check (id = coalesce((select sessionlog._caller_user()), id));
+create policy acting_user_rows on sessionlog.sessions
+    using (user_id = coalesce((select sessionlog._caller_user()), user_id))
+    with check (user_id = coalesce((select sessionlog._caller_user()), user_id));
+create policy acting_user_rows on sessionlog.messages
+    using (user_id = coalesce((select sessionlog._caller_user()), user_id))
+    with check (user_id = coalesce((select sessionlog._caller_user()), user_id));
+create policy acting_user_rows on sessionlog.behavioral_vectors
+    using (user_id = coalesce((select sessionlog._caller_user()), user_id))
+    with check (user_id = coalesce((select sessionlog._caller_user()), user_id));
+create policy acting_user_rows on sessionlog.auth_decisions
+    using (user_id = coalesce((select sessionlog._caller_user()), user_id))
+    with check (user_id = coalesce((select sessionlog._caller_user()), user_id));
 alter function sessionlog._caller_user() owner to sessionlog_owner;
 revoke all on function sessionlog._caller_user() from public;
 
