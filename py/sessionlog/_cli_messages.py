@@ -206,7 +206,10 @@ def clear(state: State, session_id: str, user: str | None, yes: bool) -> None:
 @pass_state
 def rename(state: State, session_id: str, title: str | None, user: str | None,
            metadata: Any) -> None:
-    """Set an existing session's TITLE and/or merge --metadata into it.
+    """Rename a session, or merge metadata into it.
+
+    Sets an existing session's TITLE and/or merges --metadata into its
+    metadata, key by key.
 
     \b
     Examples:
@@ -235,9 +238,9 @@ _PRUNED = ("sessions_deleted", "messages_deleted", "behavioral_vectors_deleted",
 @pass_state
 def prune(state: State, inactive_for: dt.timedelta, user: str | None, dry_run: bool,
           batch_size: int) -> None:
-    """Delete sessions inactive for a while, with everything under them.
+    """Delete sessions inactive for a while.
 
-    Calls prune_sessions in batches, oldest first, until none is left, and
+    Each session goes with everything under it. Calls prune_sessions in batches, oldest first, until none is left, and
     prints what was (or, with --dry-run, would be) deleted. Users are kept.
 
     \b
