@@ -347,6 +347,10 @@ def test_authenticated_user_id_defaults_to_the_jwt_subject(
             assert result.deleted
         elif method == "log_messages":
             assert {r.session_id for r in result} <= alices
+        elif method == "clear_messages":
+            assert result.messages_deleted >= 1  # alice's "s", never bob's
+        elif method == "prune_sessions":
+            assert result.sessions_deleted == 0  # nobody was inactive in 2000
         else:
             assert result.session_id in alices
 
