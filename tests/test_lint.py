@@ -228,7 +228,7 @@ def test_lint_0003_auth_calls_in_policies_are_wrapped_in_a_sub_select(db):
                  "write (select pg_catalog.current_setting(...)) instead of the bare call")
     # Our policies do read the caller's identity: the lint has something to look at.
     assert db.execute(f"select count(*) as n from ({OUR_POLICIES}) p "
-                      "where qual ~ 'request.jwt.claims' and with_check ~ 'request.jwt.claims'"
+                      "where qual ~ '_caller_user' and with_check ~ '_caller_user'"
                       ).fetchone()["n"] == len(TABLES)
 
     db.execute("""
@@ -509,9 +509,9 @@ LINT_0024 = rf"""
 #: PUBLIC: no API role holds a table privilege, so in practice it binds the
 #: owner's definer functions), whose USING and WITH CHECK are the same
 #: comparison of the user column with the caller's user: the JWT subject of an
-#: `authenticated` caller, NULL (every row) for a trusted one. The caller's
-#: user is spelled once in the migration and inlined in every policy: the
-#: expression, its user column aside, is the same on every table.
+#: `authenticated` caller, NULL (every row) for a trusted one, read once per
+#: statement from ``(select sessionlog._caller_user())``, the one spelling of
+#: it: the expression, its user column aside, is the same on every table.
 LINT_0024_ROLES = rf"""
     with ours as (
         select p.*,
@@ -534,15 +534,14 @@ LINT_0024_ROLES = rf"""
                                  case when o.qual is distinct from o.with_check
                                       then 'USING and WITH CHECK differ' end,
                                  case when o.shape is distinct from (select shape from usual)
-                                      or o.qual !~ 'request\.jwt\.claims'
-                                      or o.qual !~ 'sessionlog_owner'
+                                      or o.qual !~* '\(\s*select\s+sessionlog\._caller_user\(\)'
                                       then 'another comparison: ' || coalesce(o.qual, '(none)') end)) as problem
     from ours o
     where o.on_table > 1 or o.policyname <> 'acting_user_rows' or o.permissive <> 'PERMISSIVE'
        or o.cmd <> 'ALL' or o.roles::text[] <> array['public']
        or o.qual is distinct from o.with_check
        or o.shape is distinct from (select shape from usual)
-       or o.qual !~ 'request\.jwt\.claims' or o.qual !~ 'sessionlog_owner'
+       or o.qual !~* '\(\s*select\s+sessionlog\._caller_user\(\)'
     order by 1, 2
 """
 

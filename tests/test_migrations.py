@@ -216,7 +216,7 @@ def test_row_level_security_is_forced_on_every_table_with_acting_user_policies(d
                      from pg_policies p
                      where p.schemaname = 'sessionlog' and p.tablename = c.relname
                        and p.qual = p.with_check
-                       and p.qual ~ 'request\.jwt\.claims') as policies
+                       and p.qual ~ '\(\s*SELECT sessionlog\._caller_user\(\)') as policies
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = 'sessionlog' and c.relkind in ('r', 'p')
         order by c.relname""").fetchall()

@@ -35,7 +35,6 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from supabase import Client, create_client
 
-import sessionlog
 from sessionlog import NotOwner, SessionLog, SupabaseSessionLog
 from tests.helpers import OMIT, call_one, raises_sqlstate
 from tests.helpers import call as call_json
@@ -143,12 +142,13 @@ def backend_role(db: psycopg.Connection) -> Iterator[str]:
 
 @pytest.fixture
 def connect_as(dsn: str, backend_role: str) -> Iterator[Callable[..., psycopg.Connection]]:
-    """``connect_as(role, sub=BOB)``: an autocommit connection acting as that
-    caller, set up the way PostgREST sets up a request (role and claims), but
-    for the whole connection."""
+    """``connect_as(role, sub=BOB, dsn=None)``: an autocommit connection acting
+    as that caller, set up the way PostgREST sets up a request (role and
+    claims), but for the whole connection; to this test's database unless
+    ``dsn`` names another."""
     opened: list[psycopg.Connection] = []
 
-    def make(role: str, sub: str = BOB) -> psycopg.Connection:
+    def make(role: str, sub: str = BOB, dsn: str = dsn) -> psycopg.Connection:
         if role == "backend":
             conn = psycopg.connect(make_conninfo(dsn, user=backend_role), autocommit=True,
                                    row_factory=dict_row)
@@ -619,10 +619,11 @@ def a_conversation(conn: psycopg.Connection, user: Any) -> list[Any]:
 
 @pytest.mark.parametrize("role", ["authenticated", "service_role"])
 def test_a_callers_temporary_types_and_tables_change_nothing(
-        role: str, connect_as: Callable[..., psycopg.Connection]) -> None:
+        role: str, connect_as: Callable[..., psycopg.Connection], fresh_dsn: str) -> None:
+    """In a database of its own: a temporary schema is a catalog change."""
     user = OMIT if role == "authenticated" else BOB
-    plain = a_conversation(connect_as(role), user)
-    tricked = connect_as(role)
+    plain = a_conversation(connect_as(role, dsn=fresh_dsn), user)
+    tricked = connect_as(role, dsn=fresh_dsn)
     tricked.execute(TEMPORARY_OBJECTS)
     # The caller's own unqualified names do resolve to its objects...
     assert tricked.execute("select pg_typeof('42'::text) operator(pg_catalog.<>)"
@@ -634,22 +635,6 @@ def test_a_callers_temporary_types_and_tables_change_nothing(
 
 
 # --- row-level security, the second line -----------------------------------------------------
-
-@pytest.fixture
-def fresh_dsn(dsn: str) -> Iterator[str]:
-    """A database of its own, migrated, for a test that creates functions."""
-    name = f"sessionlog_security_{uuid.uuid4().hex[:12]}"
-    admin = make_conninfo(dsn, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(name)))
-    try:
-        fresh = make_conninfo(dsn, dbname=name)
-        sessionlog.migrate(fresh)
-        yield fresh
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
-
 
 #: Definer functions with the bug the policies exist for: they trust an
 #: argument for the user. Owned by sessionlog_owner, like ours.
@@ -679,6 +664,7 @@ BUGGY_FUNCTIONS = """
 
 
 def test_rls_keeps_a_buggy_definer_function_inside_the_callers_rows(fresh_dsn: str) -> None:
+    """In a database of its own (conftest's fresh_dsn): it creates functions."""
     with psycopg.connect(fresh_dsn, autocommit=True, row_factory=dict_row) as owner:
         owner.execute(BUGGY_FUNCTIONS)
         diary = call_one(owner, "log_message", user_id=ALICE, session_id="diary", role="user",

@@ -11,7 +11,7 @@ from psycopg import sql
 
 from . import _cli_output as out
 from . import embedded, migrations
-from ._cli_common import State, command, group, pass_state, quiet
+from ._cli_common import CLIError, State, command, group, pass_state, quiet
 
 
 @command()
@@ -213,6 +213,32 @@ def sql_bundle(state: State) -> None:
     from ._cli_bundle import bundle
 
     text = bundle()
+    if state.json:
+        out.echo_json({"sql": text})
+    else:
+        click.echo(text, nl=False)
+
+
+@sql_group.command("router")
+@click.option("--shard", "shards", multiple=True, required=True, metavar="DSN",
+              help="A shard (a sessionlog install), as the router's server reaches it; repeat.")
+@click.option("--partitions", type=int, help="A power of two >= the shards [default: the least].")
+@pass_state
+def sql_router(state: State, shards: tuple[str, ...], partitions: int | None) -> None:
+    """Print the SQL that makes a database a PL/Proxy router over shards.
+
+    Reads the API from the first shard. docs/scaling.md walks through it.
+
+    \b
+    Example:
+      sessionlog sql router --shard "dbname=shard_1" --shard "dbname=shard_2" | psql -d router
+    """
+    from .router import router_script
+
+    try:
+        text = router_script(shards, partitions=partitions)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     if state.json:
         out.echo_json({"sql": text})
     else:

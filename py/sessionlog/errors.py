@@ -16,6 +16,8 @@ from typing import Any
 
 import psycopg
 
+from .router import remote_error
+
 
 class SessionLogError(Exception):
     """Base class: any error raised by a sessionlog call.
@@ -121,6 +123,7 @@ def from_sqlstate(
     hint: str | None = None,
 ) -> SessionLogError:
     """``from_sqlstate("22023", "unknown role: robot")`` -> InvalidArgument."""
+    message, detail, hint = remote_error(message, detail, hint)  # relayed by a router
     return error_class(sqlstate)(message, sqlstate=sqlstate, detail=detail, hint=hint)
 
 
