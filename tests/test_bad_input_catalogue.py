@@ -194,6 +194,8 @@ class Outcome:
 def as_rows(result: Any) -> list[dict[str, Any]]:
     import dataclasses
 
+    if result is None:  # pop_message found nothing
+        return []
     return [dataclasses.asdict(r) for r in (result if isinstance(result, list) else [result])]
 
 
@@ -239,6 +241,10 @@ def found_nothing(fn: str, rows: list[dict[str, Any]]) -> bool:
         return [r["deleted"] for r in rows] == [False]
     if fn == "forget_user":
         return [r["user_deleted"] for r in rows] == [False]
+    if fn == "clear_messages":
+        return [r["messages_deleted"] for r in rows] == [0]
+    if fn == "prune_sessions":
+        return [r["sessions_deleted"] for r in rows] == [0]
     return rows == []
 
 

@@ -575,7 +575,7 @@ def test_sql_bundle_applies_twice_with_psql_then_works(dsn, db, tmp_path):
 COMMANDS = [
     [], ["migrate"], ["status"], ["server"], ["server", "start"], ["server", "stop"],
     ["server", "status"], ["server", "url"], ["session"], ["session", "create"], ["sessions"],
-    ["log"], ["history"], ["delete-session"], ["forget-user"], ["interaction"], ["vector"],
+    ["log"], ["history"], ["pop"], ["clear"], ["rename"], ["prune"], ["delete-session"], ["forget-user"], ["interaction"], ["vector"],
     ["decision"], ["vectors"], ["decisions"], ["import"], ["export"], ["sql"], ["sql", "bundle"],
 ]
 

@@ -861,7 +861,7 @@ def test_lint_every_api_function_is_executable_as_design_lists_it(db):
                    "public.store_auth_decision(text,text,text,double precision,double precision,"
                    "text,jsonb)", "is executable by authenticated")
     assert_reports(db, LINT_DEFINERS_FOR_API_ROLES,
-                   "sessionlog.get_messages(text,text,bigint,integer)",
+                   "sessionlog.get_messages(text,text,bigint,integer,bigint,boolean)",
                    "is not executable by service_role")
 
 

@@ -86,7 +86,7 @@ def applied_migrations(dsn: str) -> list[str]:
 def test_upgrade_from_empty_applies_every_migration_and_the_functions_work(empty_dsn):
     result = sessionlog.migrate(empty_dsn)
     assert result.applied == MIGRATIONS == ["0001_roles", "0002_core", "0003_strict_id_check",
-                                            "0004_definer_functions"]
+                                            "0004_definer_functions", "0005_conversation_verbs"]
     assert result.functions == len(function_files())
     assert applied_migrations(empty_dsn) == MIGRATIONS
     row = log_one(empty_dsn)
@@ -124,7 +124,8 @@ def test_rollback_to_empty_removes_every_object_and_upgrade_works_again(empty_ds
 
 def test_rollback_of_all_but_the_roles_migration_keeps_the_roles(empty_dsn):
     sessionlog.migrate(empty_dsn)
-    assert sessionlog.rollback(empty_dsn, count=3) == ["0004_definer_functions",
+    assert sessionlog.rollback(empty_dsn, count=4) == ["0005_conversation_verbs",
+                                                       "0004_definer_functions",
                                                        "0003_strict_id_check", "0002_core"]
     assert applied_migrations(empty_dsn) == ["0001_roles"]
     with psycopg.connect(empty_dsn) as conn:
@@ -132,18 +133,21 @@ def test_rollback_of_all_but_the_roles_migration_keeps_the_roles(empty_dsn):
         assert conn.execute("select count(*) from pg_roles where rolname in"
                             " ('anon', 'authenticated', 'service_role')").fetchone() == (3,)
     assert sessionlog.migrate(empty_dsn).applied == ["0002_core", "0003_strict_id_check",
-                                                     "0004_definer_functions"]
+                                                     "0004_definer_functions",
+                                                     "0005_conversation_verbs"]
     assert log_one(empty_dsn)["position"] == 1
 
 
 def test_rollback_of_the_strict_id_check_calls_it_for_null_again(empty_dsn):
     sessionlog.migrate(empty_dsn)
     assert validity_checks_of_a_message_without_key(empty_dsn) == 0
-    assert sessionlog.rollback(empty_dsn, count=2) == ["0004_definer_functions",
+    assert sessionlog.rollback(empty_dsn, count=3) == ["0005_conversation_verbs",
+                                                       "0004_definer_functions",
                                                        "0003_strict_id_check"]
     assert validity_checks_of_a_message_without_key(empty_dsn) == 1
     assert sessionlog.migrate(empty_dsn).applied == ["0003_strict_id_check",
-                                                     "0004_definer_functions"]
+                                                     "0004_definer_functions",
+                                                     "0005_conversation_verbs"]
     assert validity_checks_of_a_message_without_key(empty_dsn) == 0
 
 

@@ -41,8 +41,10 @@ WRITERS = ("create_session", "log_message", "log_messages", "log_interaction",
            "store_behavioral_vector", "store_auth_decision")
 SESSION_READERS = ("get_messages", "get_behavioral_vectors", "get_auth_decisions")
 USER_READERS = ("list_sessions", "auth_decision_summary")
-# In the order a user's life runs: write, read, delete.
-FUNCTIONS = WRITERS + SESSION_READERS + USER_READERS + ("delete_session", "forget_user")
+# Conversation verbs: change or empty an existing session, prune old ones.
+VERBS = ("update_session", "pop_message", "clear_messages", "prune_sessions")
+# In the order a user's life runs: write, read, change, delete.
+FUNCTIONS = WRITERS + SESSION_READERS + USER_READERS + VERBS + ("delete_session", "forget_user")
 # Functions that need to know the user even when the session is a UUID.
 NEED_USER = WRITERS + USER_READERS + ("forget_user",)
 # The behavioral-auth engine's functions: service_role (and the owner) only.
@@ -71,6 +73,10 @@ def body(fn: str, user: Any = UNSET, session: str = BOB_CHAT) -> dict[str, Any]:
         "get_auth_decisions": {**who, **at},
         "list_sessions": {**who, "max_rows": 10},
         "auth_decision_summary": {**who},
+        "update_session": {**who, **at, "title": "renamed", "metadata": {"k": 1}},
+        "pop_message": {**who, **at},
+        "clear_messages": {**who, **at},
+        "prune_sessions": {**who, "inactive_before": "2000-01-01T00:00:00Z", "max_sessions": 10},
         "delete_session": {**who, **at},
         "forget_user": {**who},
     }[fn]

@@ -44,6 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: The last commit of the v1 model (functions running as the invoker).
 V1_COMMIT = "464f122"
 V1_MIGRATIONS = ["0001_roles", "0002_core", "0003_strict_id_check"]
+# Applied on top of a v1 install: the security model v2, then the conversation verbs.
+V2_MIGRATIONS = ["0004_definer_functions", "0005_conversation_verbs"]
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +179,7 @@ def test_migrate_upgrades_a_v1_install_in_place(as_v1: Any, empty_dsn: str, dsn:
     with psycopg.connect(empty_dsn, autocommit=True, row_factory=dict_row) as conn:
         before = snapshot(conn)
 
-    assert sessionlog.migrate(empty_dsn).applied == ["0004_definer_functions"]
+    assert sessionlog.migrate(empty_dsn).applied == V2_MIGRATIONS
     assert sessionlog.migrate(empty_dsn).applied == []
     assert_v2_model(empty_dsn, dsn)
     assert_data_continues(empty_dsn, before, chat)
@@ -193,7 +195,7 @@ def test_rollback_of_0004_restores_the_v1_privileges(as_v1: Any, empty_dsn: str)
     sessionlog.migrate(empty_dsn)
     assert catalog(empty_dsn) != v1
 
-    assert sessionlog.rollback(empty_dsn, count=1) == ["0004_definer_functions"]
+    assert sessionlog.rollback(empty_dsn, count=len(V2_MIGRATIONS)) == V2_MIGRATIONS[::-1]
     # The v2 functions cannot run under v1: the rollback drops them, and the
     # v1 package's migrate puts its own back.
     with as_v1():
@@ -209,7 +211,7 @@ def test_rollback_of_0004_restores_the_v1_privileges(as_v1: Any, empty_dsn: str)
         assert call_one(conn, "log_message", user_id="alice", session_id=chat, role="user",
                         content="m5")["position"] == 5
     # And forward again.
-    assert sessionlog.migrate(empty_dsn).applied == ["0004_definer_functions"]
+    assert sessionlog.migrate(empty_dsn).applied == V2_MIGRATIONS
 
 
 def bundle_script() -> str:
@@ -238,6 +240,6 @@ def test_the_bundle_upgrades_a_v1_install(as_v1: Any, empty_dsn: str, dsn: str) 
         conn.execute(v2_script)  # idempotent
     current = sessionlog.migrations.status(empty_dsn)
     assert (current.applied, current.pending, current.functions_current) == \
-        ([*V1_MIGRATIONS, "0004_definer_functions"], [], True)
+        ([*V1_MIGRATIONS, *V2_MIGRATIONS], [], True)
     assert_v2_model(empty_dsn, dsn)
     assert_data_continues(empty_dsn, before, chat)

@@ -266,6 +266,10 @@ ALL_CALLS: dict[str, dict[str, Any]] = {
     "get_behavioral_vectors": dict(session_id="s"),
     "get_auth_decisions": dict(session_id="s"),
     "list_sessions": dict(),
+    "update_session": dict(session_id="s", title="t"),
+    "pop_message": dict(session_id="s"),
+    "clear_messages": dict(session_id="s"),
+    "prune_sessions": dict(inactive_before="2000-01-01T00:00:00+00:00"),  # also a raw JSON body
     "delete_session": dict(session_id="s"),
     "forget_user": dict(),
 }
@@ -343,6 +347,10 @@ def test_authenticated_user_id_defaults_to_the_jwt_subject(
             assert result.deleted
         elif method == "log_messages":
             assert {r.session_id for r in result} <= alices
+        elif method == "clear_messages":
+            assert result.messages_deleted >= 1  # alice's "s", never bob's
+        elif method == "prune_sessions":
+            assert result.sessions_deleted == 0  # nobody was inactive in 2000
         else:
             assert result.session_id in alices
 

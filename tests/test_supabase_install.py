@@ -63,7 +63,8 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:The '.*' parameter is deprecated:DeprecationWarning")
 
 REPO = Path(__file__).resolve().parents[1]
-MIGRATIONS = ["0001_roles", "0002_core", "0003_strict_id_check", "0004_definer_functions"]
+MIGRATIONS = ["0001_roles", "0002_core", "0003_strict_id_check", "0004_definer_functions",
+              "0005_conversation_verbs"]
 
 
 # --- the script and the ways to apply it ---------------------------------------

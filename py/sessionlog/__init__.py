@@ -29,9 +29,11 @@ from sessionlog.results import (
     InteractionLogged,
     Message,
     MessageLogged,
+    MessagesCleared,
     Session,
     SessionCreated,
     SessionDeleted,
+    SessionsPruned,
     UserForgotten,
     VectorStored,
 )
@@ -60,5 +62,6 @@ __all__ = [
     "SerializationFailure", "ConnectionFailed", "NotInstalled",
     "SessionCreated", "MessageLogged", "InteractionLogged", "VectorStored", "DecisionStored", "DecisionSummary",
     "BehavioralVector", "AuthDecision", "Message", "Session", "SessionDeleted", "UserForgotten",
+    "MessagesCleared", "SessionsPruned",
     "migrate", "rollback",
 ]

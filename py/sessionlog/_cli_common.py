@@ -151,9 +151,34 @@ class Vector(click.ParamType):
             self.fail(f"{value!r} is not a list of numbers such as 0.12,0.5,3", param, ctx)
 
 
+class Duration(click.ParamType):
+    """A length of time: a number and a unit, e.g. 30d, 12h, 90m, 2w."""
+
+    name = "DURATION"
+    UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, dt.timedelta):
+            return value
+        text = value.strip().lower()
+        unit = self.UNITS.get(text[-1:]) if text else None
+        try:
+            amount = float(text[:-1]) if unit else None
+        except ValueError:
+            amount = None
+        if unit is None or amount is None or not amount > 0:
+            self.fail(f"{value!r} is not a positive duration such as 30d, 12h, 90m or 2w",
+                      param, ctx)
+        try:
+            return dt.timedelta(**{unit: amount})
+        except OverflowError:
+            self.fail(f"{value!r} is too long a duration", param, ctx)
+
+
 JSON_OBJECT = JsonObject()
 TIMESTAMP = Timestamp()
 VECTOR = Vector()
+DURATION = Duration()
 
 
 # --- the shared state: where the database is ------------------------------

@@ -1,5 +1,5 @@
 """Commands on sessions and messages: session create, sessions, log,
-interaction, history, delete-session, forget-user."""
+interaction, history, pop, clear, rename, prune, delete-session, forget-user."""
 
 from __future__ import annotations
 
@@ -9,8 +9,18 @@ from typing import Any
 import click
 
 from . import _cli_output as out
-from ._cli_common import JSON_OBJECT, TIMESTAMP, State, command, group, messages, pass_state
-from .results import Session
+from ._cli_common import (
+    DURATION,
+    JSON_OBJECT,
+    TIMESTAMP,
+    State,
+    command,
+    group,
+    messages,
+    pass_state,
+)
+from .client import SessionLog
+from .results import Message, Session
 
 
 @group()
@@ -102,6 +112,14 @@ def log(state: State, user: str, session_id: str, role: str, content: str, model
     state.emit(result)
 
 
+def _echo_messages(rows: list[Message]) -> None:
+    out.echo_table(
+        ["position", "created_at", "role", "model", "tokens", "content"],
+        [[m.position, out.short_time(m.created_at), m.role, m.model, m.tokens, m.content]
+         for m in rows],
+        empty="no messages")
+
+
 @command()
 @click.argument("session_id", metavar="SESSION")
 @click.option("--user", help="The session's user (required to address a session by token).")
@@ -110,23 +128,160 @@ def log(state: State, user: str, session_id: str, role: str, content: str, model
 @click.option("--max-rows", type=click.IntRange(1, 10000), default=100, show_default=True,
               help="At most this many messages (ignored with --all).")
 @click.option("--all", "all_rows", is_flag=True, help="Every message, paging as needed.")
+@click.option("--last", type=click.IntRange(1, 10000),
+              help="The last N messages (the tail of the conversation), in position order.")
+@click.option("--before", type=click.IntRange(min=0),
+              help="Only messages before this position: with --last (or --max-rows), the "
+                   "page before it, to page backwards.")
 @pass_state
 def history(state: State, session_id: str, user: str | None, after: int, max_rows: int,
-            all_rows: bool) -> None:
+            all_rows: bool, last: int | None, before: int | None) -> None:
     """Show a session's messages in position order.
 
     \b
     Examples:
       sessionlog history chat-1 --user alice
       sessionlog history chat-1 --user alice --after 100 --max-rows 50
+      sessionlog history chat-1 --user alice --last 20
+      sessionlog history chat-1 --user alice --last 20 --before 181   # the 20 before those
       sessionlog --json history chat-1 --user alice --all
     """
-    rows = list(messages(state, session_id, user, after, None if all_rows else max_rows))
-    state.emit(rows, lambda: out.echo_table(
-        ["position", "created_at", "role", "model", "tokens", "content"],
-        [[m.position, out.short_time(m.created_at), m.role, m.model, m.tokens, m.content]
-         for m in rows],
-        empty="no messages"))
+    if all_rows and (last is not None or before is not None):
+        raise click.UsageError("--all cannot be combined with --last or --before")
+    if last is not None or before is not None:
+        rows = state.log.get_messages(session_id=session_id, user_id=user, after_position=after,
+                                      max_rows=last or max_rows, before_position=before,
+                                      latest=True)
+    else:
+        rows = list(messages(state, session_id, user, after, None if all_rows else max_rows))
+    state.emit(rows, lambda: _echo_messages(rows))
+
+
+@command()
+@click.argument("session_id", metavar="SESSION")
+@click.option("--user", help="The session's user (required to address a session by token).")
+@pass_state
+def pop(state: State, session_id: str, user: str | None) -> None:
+    """Remove a session's last message (undo) and show it.
+
+    The next message logged takes its position, and its client id (if any)
+    may be used again. Nothing happens to an empty or unknown session.
+
+    \b
+    Example:
+      sessionlog pop chat-1 --user alice
+    """
+    popped = state.log.pop_message(session_id=session_id, user_id=user)
+    state.emit(popped, lambda: click.echo("nothing to pop: the session is empty or unknown")
+               if popped is None else out.echo_result(popped))
+
+
+@command()
+@click.argument("session_id", metavar="SESSION")
+@click.option("--user", help="The session's user (required to address a session by token).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def clear(state: State, session_id: str, user: str | None, yes: bool) -> None:
+    """Delete every message of a session, keeping the session.
+
+    Its title, metadata, behavioral vectors and auth decisions stay; the next
+    message is position 1 again.
+
+    \b
+    Example:
+      sessionlog clear chat-1 --user alice --yes
+    """
+    if not yes:
+        click.confirm(f"Delete every message of session {session_id!r}?", abort=True, err=True)
+    state.emit(state.log.clear_messages(session_id=session_id, user_id=user))
+
+
+@command()
+@click.argument("session_id", metavar="SESSION")
+@click.argument("title", required=False)
+@click.option("--user", help="The session's user (required to address a session by token).")
+@click.option("--metadata", type=JSON_OBJECT,
+              help='A JSON object merged key by key into the session\'s metadata, '
+                   'e.g. \'{"pinned": true}\'.')
+@pass_state
+def rename(state: State, session_id: str, title: str | None, user: str | None,
+           metadata: Any) -> None:
+    """Rename a session, or merge metadata into it.
+
+    Sets an existing session's TITLE and/or merges --metadata into its
+    metadata, key by key.
+
+    \b
+    Examples:
+      sessionlog rename chat-1 "Trip to Lisbon" --user alice
+      sessionlog rename chat-1 --user alice --metadata '{"pinned": true}'
+    """
+    if title is None and metadata is None:
+        raise click.UsageError("give a TITLE, --metadata, or both")
+    state.emit(state.log.update_session(session_id=session_id, user_id=user, title=title,
+                                        metadata=metadata))
+
+
+_PRUNED = ("sessions_deleted", "messages_deleted", "behavioral_vectors_deleted",
+           "auth_decisions_deleted")
+
+
+@command()
+@click.option("--inactive-for", type=DURATION, required=True,
+              help="Delete sessions with no activity for this long: 30d, 12h, 2w...")
+@click.option("--user", help="Only this user's sessions (default: every user's).")
+@click.option("--dry-run", is_flag=True,
+              help="Count what would be deleted, delete nothing (the deletes run in a "
+                   "transaction that is rolled back).")
+@click.option("--batch-size", type=click.IntRange(1, 10000), default=1000, show_default=True,
+              help="Sessions per call (each call is its own transaction).")
+@pass_state
+def prune(state: State, inactive_for: dt.timedelta, user: str | None, dry_run: bool,
+          batch_size: int) -> None:
+    """Delete sessions inactive for a while.
+
+    Each session goes with everything under it. Calls prune_sessions in batches, oldest first, until none is left, and
+    prints what was (or, with --dry-run, would be) deleted. Users are kept.
+
+    \b
+    Examples:
+      sessionlog prune --inactive-for 30d --dry-run
+      sessionlog prune --inactive-for 90d --user alice
+    """
+    cutoff = dt.datetime.now(dt.timezone.utc) - inactive_for
+    conn = state.connect()
+    client = SessionLog.from_connection(conn)
+    totals = dict.fromkeys(_PRUNED, 0)
+    calls = 0
+
+    def run() -> None:
+        nonlocal calls
+        while True:
+            batch = client.prune_sessions(inactive_before=cutoff, user_id=user,
+                                          max_sessions=batch_size)
+            calls += 1
+            for key in _PRUNED:
+                totals[key] += getattr(batch, key)
+            if not batch.more:
+                return
+
+    if dry_run:
+        with conn.transaction(force_rollback=True):
+            run()
+    else:
+        run()
+    summary = {"dry_run": dry_run, "inactive_before": cutoff, "user_id": user, **totals,
+               "calls": calls}
+
+    def human() -> None:
+        verb = "would delete" if dry_run else "deleted"
+        whose = f"of {user} " if user else ""
+        click.echo(f"{verb} {totals['sessions_deleted']} sessions {whose}inactive since before "
+                   f"{out.short_time(cutoff)} ({totals['messages_deleted']} messages, "
+                   f"{totals['behavioral_vectors_deleted']} behavioral vectors, "
+                   f"{totals['auth_decisions_deleted']} auth decisions)")
+
+    state.emit(summary, human)
 
 
 @command("delete-session")
@@ -189,4 +344,5 @@ def interaction(state: State, user: str, session_id: str, prompt: str, response:
         tokens=tokens, metadata=metadata, client_message_id=client_message_id))
 
 
-COMMANDS = [session, sessions, log, interaction, history, delete_session, forget_user]
+COMMANDS = [session, sessions, log, interaction, history, pop, clear, rename, prune,
+            delete_session, forget_user]
