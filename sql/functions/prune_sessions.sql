@@ -21,13 +21,11 @@ declare
     session_ids uuid[];
     result sessionlog.prune_sessions_result := (0::bigint, 0::bigint, 0::bigint, 0::bigint, false);
 begin
-    if prune_sessions.inactive_before is null or prune_sessions.inactive_before > pg_catalog.now() then
+    if prune_sessions.inactive_before is null then
         raise exception using
             errcode = 'invalid_parameter_value',
-            message = sessionlog._invalid('inactive_before', prune_sessions.inactive_before::text,
-                case when prune_sessions.inactive_before is null then 'is required'
-                     else 'is in the future, so sessions active right now would be deleted' end),
-            hint = 'inactive_before is a past timestamp, e.g. now() - interval ''30 days''';
+            message = sessionlog._invalid('inactive_before', null, 'is required'),
+            hint = 'inactive_before is the cutoff, e.g. now() - interval ''30 days''';
     end if;
     if batch_size not between 1 and 10000 then
         raise exception using
