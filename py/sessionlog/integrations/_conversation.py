@@ -17,6 +17,7 @@ import threading
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
+from ..errors import InvalidArgument
 from ..results import Message
 
 #: A request to the client: method name and keyword arguments.
@@ -142,12 +143,26 @@ def session_keys(user_id: str | None) -> Op:
 
 # --- the drivers -------------------------------------------------------------
 
+def _unstorable(exc: InvalidArgument) -> InvalidArgument:
+    """22P05 says only "unsupported Unicode escape sequence": name the cause."""
+    if exc.sqlstate != "22P05":
+        return exc
+    return InvalidArgument(
+        "a message holds text PostgreSQL cannot store (a NUL character \\u0000 or an "
+        "unpaired surrogate); nothing was written", sqlstate=exc.sqlstate,
+        detail=exc.message, hint="remove NUL characters before storing the message")
+
+
 def run_sync(log: Any, op: Op) -> Any:
     """Run ``op`` over a sync client."""
     try:
         name, kwargs = next(op)
         while True:
-            name, kwargs = op.send(getattr(log, name)(**kwargs))
+            try:
+                result = getattr(log, name)(**kwargs)
+            except InvalidArgument as exc:
+                raise _unstorable(exc) from exc
+            name, kwargs = op.send(result)
     except StopIteration as done:
         return done.value
 
@@ -159,10 +174,13 @@ async def run_async(log: Any, op: Op) -> Any:
         name, kwargs = next(op)
         while True:
             method = getattr(log, name)
-            if is_async:
-                result = await method(**kwargs)
-            else:
-                result = await asyncio.to_thread(method, **kwargs)
+            try:
+                if is_async:
+                    result = await method(**kwargs)
+                else:
+                    result = await asyncio.to_thread(method, **kwargs)
+            except InvalidArgument as exc:
+                raise _unstorable(exc) from exc
             name, kwargs = op.send(result)
     except StopIteration as done:
         return done.value
