@@ -1,6 +1,9 @@
--- Private helpers of the public functions: argument checks that name the
+-- Private helpers of the definer functions: argument checks that name the
 -- argument and the bad value, the caller's identity, and finding or creating
--- the caller's session. They run as the caller (SECURITY INVOKER).
+-- the caller's session. They are called only from the definer functions, so
+-- they run as sessionlog_owner; search_path pins pg_catalog first and
+-- pg_temp last, so a caller's temporary types cannot change what `text`
+-- means here.
 
 -- The message of a 22023 (invalid_parameter_value) error:
 -- "invalid <argument> <value>: <problem>", the value quoted and cut short.
@@ -9,13 +12,13 @@ create or replace function sessionlog._invalid(argument text, value text, proble
     immutable
     parallel safe
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language sql
     return pg_catalog.format('invalid %s %s: %s', argument,
         case
             when value is null then 'NULL'
-            when pg_catalog.char_length(value) > 60
-                then pg_catalog.quote_literal(pg_catalog.left(value, 60)) || '...'
+            when pg_catalog.char_length(value) operator(pg_catalog.>) 60
+                then pg_catalog.quote_literal(pg_catalog.left(value, 60)) operator(pg_catalog.||) '...'
             else pg_catalog.quote_literal(value)
         end,
         problem);
@@ -26,7 +29,7 @@ create or replace function sessionlog._id(value text, argument text)
     returns text
     immutable
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 declare
@@ -59,7 +62,7 @@ create or replace function sessionlog._session_ref(
     out session_token text)
     immutable
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 declare
@@ -80,7 +83,7 @@ create or replace function sessionlog._choice(value text, argument text, accepte
     returns text
     immutable
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 declare
@@ -102,7 +105,7 @@ create or replace function sessionlog._decision(value text, argument text)
     returns text
     immutable
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 begin
@@ -121,7 +124,7 @@ create or replace function sessionlog._content(value text, argument text)
     returns text
     immutable
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 begin
@@ -139,25 +142,73 @@ begin
 end
 $$;
 
+-- Whether a JSON value is within metadata's bounds: at most 1 MiB as JSON
+-- text and at most 100 levels of nested objects and arrays. The usual small
+-- value is answered by its size alone: 101 nested containers take at least
+-- 808 bytes (a compressed value may hide its size, so it is always checked).
+create or replace function sessionlog._metadata_within_limits(value jsonb)
+    returns boolean
+    immutable
+    parallel safe
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language sql
+    return value is null
+        or pg_catalog.pg_column_size(value) operator(pg_catalog.<) 800
+           and pg_catalog.pg_column_compression(value) is null
+        or pg_catalog.octet_length(value::pg_catalog.text) operator(pg_catalog.<=) 1048576
+           and not pg_catalog.jsonb_path_exists(value,
+               'strict $.**{100} ? (@.type() == "object" || @.type() == "array")');
+
 -- Metadata: a JSON object; NULL (SQL or JSON null) means {}.
 create or replace function sessionlog._metadata(value jsonb, argument text)
     returns jsonb
     immutable
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 begin
     if value is null or value = 'null'::jsonb then
         return '{}'::jsonb;
-    elsif pg_catalog.jsonb_typeof(value) = 'object' then
+    elsif pg_catalog.jsonb_typeof(value) = 'object' and sessionlog._metadata_within_limits(value) then
         return value;
     end if;
     raise exception using
         errcode = 'invalid_parameter_value',
         message = sessionlog._invalid(argument, pg_catalog.left(value::text, 200),
-            pg_catalog.format('is a JSON %s, not an object', pg_catalog.jsonb_typeof(value))),
-        hint = pg_catalog.format('%s is a JSON object such as {"source": "web"}, or NULL for {}', argument);
+            case
+                when pg_catalog.jsonb_typeof(value) <> 'object' then
+                    pg_catalog.format('is a JSON %s, not an object', pg_catalog.jsonb_typeof(value))
+                when pg_catalog.octet_length(value::text) > 1048576 then
+                    pg_catalog.format('has %s bytes as JSON text, at most 1048576 are allowed',
+                        pg_catalog.octet_length(value::text))
+                else 'is nested more than 100 levels deep'
+            end),
+        hint = pg_catalog.format('%s is a JSON object of at most 1 MiB and 100 levels, such as '
+            '{"source": "web"}, or NULL for {}', argument);
+end
+$$;
+
+-- Free text with a length bound (model, title): NULL or at most max_chars
+-- characters.
+create or replace function sessionlog._bounded_text(value text, argument text, max_chars integer)
+    returns text
+    immutable
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language plpgsql
+as $$
+begin
+    if value is null or pg_catalog.char_length(value) <= max_chars then
+        return value;
+    end if;
+    raise exception using
+        errcode = 'invalid_parameter_value',
+        message = sessionlog._invalid(argument, value,
+            pg_catalog.format('has %s characters, at most %s are allowed',
+                pg_catalog.char_length(value), max_chars)),
+        hint = pg_catalog.format('%s is text of at most %s characters, or NULL', argument, max_chars);
 end
 $$;
 
@@ -166,7 +217,7 @@ create or replace function sessionlog._unit_interval(value float8, argument text
     returns float8
     immutable
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 begin
@@ -186,7 +237,7 @@ create or replace function sessionlog._vector(value float8[], argument text)
     returns float8[]
     immutable
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 begin
@@ -217,7 +268,7 @@ create or replace function sessionlog._max_rows(value integer, default_rows inte
     returns integer
     immutable
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 begin
@@ -234,8 +285,9 @@ begin
 end
 $$;
 
--- The user a call acts for. A caller under row-level security (the
--- `authenticated` role of Supabase/PostgREST) acts for the JWT subject only:
+-- The user a call acts for. An untrusted caller (the `authenticated` role of
+-- Supabase/PostgREST: see sessionlog._caller_is_trusted) acts for its JWT
+-- subject only, never for an argument:
 -- user_id may be omitted and, if given, must be that subject. Other callers
 -- (service_role, the owner) act for any user and name it, unless `required`
 -- is false (a session addressed by uuid needs no user).
@@ -246,20 +298,22 @@ create or replace function sessionlog._acting_user(
     returns text
     stable
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 declare
     subject text;
     requested text;
 begin
-    if pg_catalog.row_security_active('sessionlog.sessions'::regclass) then
-        subject := sessionlog._jwt_sub();
+    if not sessionlog._caller_is_trusted() then
+        subject := sessionlog._jwt_subject();
         if subject is null then
             raise exception using
                 errcode = 'insufficient_privilege',
-                message = 'no authenticated user: request.jwt.claims carries no "sub"',
-                hint = 'call as service_role, or with the JWT of a signed-in user';
+                message = pg_catalog.format('no valid authenticated user: the JWT "sub" of role %s '
+                    'is missing, not a string, or not a valid user id', sessionlog._caller_role()),
+                hint = 'call as service_role, or with the JWT of a signed-in user whose "sub" is '
+                    '1 to 255 characters without control characters';
         end if;
         if user_id is null then
             return subject;
@@ -287,7 +341,7 @@ create or replace function sessionlog._not_owner(session_uuid uuid, argument tex
     returns void
     immutable
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 begin
@@ -320,7 +374,7 @@ create or replace function sessionlog._claim_session(
     out user_created boolean)
     volatile
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 #variable_conflict use_column
@@ -329,7 +383,7 @@ declare
 begin
     session_created := false;
     user_created := false;
-    if pg_catalog.row_security_active('sessionlog.sessions'::regclass) then
+    if not sessionlog._caller_is_trusted() then
         acting_user := sessionlog._acting_user(user_id);
     else
         acting_user := pg_catalog.btrim(user_id, E' \t\n\r\f\x0B');
@@ -418,7 +472,7 @@ create or replace function sessionlog._find_session(
     out found_user_id text)
     stable
     security invoker
-    set search_path = ''
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 #variable_conflict use_column
@@ -441,6 +495,20 @@ begin
 end
 $$;
 
--- The API functions run as the caller, who needs EXECUTE on the helpers.
-revoke all on all functions in schema sessionlog from public, anon;
-grant execute on all functions in schema sessionlog to authenticated, service_role;
+-- The helpers (every sessionlog function whose name starts with _) run inside
+-- the definer functions, as their owner; nobody else calls them.
+do $$
+declare
+    helper regprocedure;
+begin
+    for helper in
+        select p.oid::regprocedure from pg_catalog.pg_proc p
+        where p.pronamespace = 'sessionlog'::regnamespace
+          and pg_catalog.starts_with(p.proname, '_')
+    loop
+        execute pg_catalog.format('alter function %s owner to sessionlog_owner', helper);
+        execute pg_catalog.format(
+            'revoke all on function %s from public, anon, authenticated, service_role', helper);
+    end loop;
+end
+$$;

@@ -1,13 +1,13 @@
 -- A user's authentication decisions by kind over a time window: one row per
 -- kind (allow, challenge, block, learn), zero counts included.
-create or replace function public.auth_decision_summary(
+create or replace function sessionlog.auth_decision_summary(
     user_id text default null,
     since timestamptz default null,
     until timestamptz default null)
     returns setof sessionlog.auth_decision_summary_row
     volatile
-    security invoker
-    set search_path = ''
+    security definer
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 #variable_conflict use_column
@@ -40,9 +40,28 @@ begin
 end
 $$;
 
+alter function sessionlog.auth_decision_summary(text, timestamptz, timestamptz) owner to sessionlog_owner;
+revoke all on function sessionlog.auth_decision_summary from public, anon, authenticated, service_role;
+grant execute on function sessionlog.auth_decision_summary to service_role;
+
+-- The entry point PostgREST exposes: the caller's own privileges decide
+-- whether it may call; the work runs in sessionlog.auth_decision_summary.
+create or replace function public.auth_decision_summary(
+    user_id text default null,
+    since timestamptz default null,
+    until timestamptz default null)
+    returns setof sessionlog.auth_decision_summary_row
+    volatile
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language sql
+as $$
+    select * from sessionlog.auth_decision_summary(user_id, since, until)
+$$;
+
 comment on function public.auth_decision_summary is
     'A user''s authentication decisions by kind (allow, challenge, block, learn) over '
     'since <= created_at < until (default: the last 24 hours): count, average confidence '
     'and risk_score, latest time.';
-revoke all on function public.auth_decision_summary from public, anon;
-grant execute on function public.auth_decision_summary to authenticated, service_role;
+revoke all on function public.auth_decision_summary from public, anon, authenticated, service_role;
+grant execute on function public.auth_decision_summary to service_role;

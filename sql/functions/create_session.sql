@@ -1,15 +1,15 @@
 -- Creates a session for a user (and the user, if new), or returns the
 -- existing one: a client that generates its session UUIDs can call it on
 -- every page load and always gets the same row back.
-create or replace function public.create_session(
+create or replace function sessionlog.create_session(
     user_id text default null,
     session_id text default null,
     title text default null,
     metadata jsonb default null)
     returns sessionlog.create_session_result
     volatile
-    security invoker
-    set search_path = ''
+    security definer
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 #variable_conflict use_column
@@ -17,6 +17,7 @@ declare
     acting_user text := sessionlog._acting_user(create_session.user_id);
     ref record;
     checked_metadata jsonb := sessionlog._metadata(create_session.metadata, 'metadata');
+    checked_title text := sessionlog._bounded_text(create_session.title, 'title', 1000);
     result sessionlog.create_session_result;
 begin
     ref := sessionlog._session_ref(
@@ -32,7 +33,7 @@ begin
     end loop;
     insert into sessionlog.sessions (id, user_id, token, title, metadata)
     values (coalesce(ref.session_uuid, pg_catalog.gen_random_uuid()), acting_user,
-            ref.session_token, create_session.title, checked_metadata)
+            ref.session_token, checked_title, checked_metadata)
     on conflict do nothing
     returning id, user_id, token, true into result;
     if found then
@@ -50,9 +51,29 @@ begin
 end
 $$;
 
+alter function sessionlog.create_session(text, text, text, jsonb) owner to sessionlog_owner;
+revoke all on function sessionlog.create_session from public, anon, authenticated, service_role;
+grant execute on function sessionlog.create_session to authenticated, service_role;
+
+-- The entry point PostgREST exposes: the caller's own privileges decide
+-- whether it may call; the work runs in sessionlog.create_session.
+create or replace function public.create_session(
+    user_id text default null,
+    session_id text default null,
+    title text default null,
+    metadata jsonb default null)
+    returns sessionlog.create_session_result
+    volatile
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language sql
+as $$
+    select * from sessionlog.create_session(user_id, session_id, title, metadata)
+$$;
+
 comment on function public.create_session is
     'Creates a session (and its user) or returns the existing one. session_id: '
     'a UUID (the client''s own), a token unique per user, or NULL for a new UUID. '
     'Returns session_id, user_id, token, created.';
-revoke all on function public.create_session from public, anon;
+revoke all on function public.create_session from public, anon, authenticated, service_role;
 grant execute on function public.create_session to authenticated, service_role;

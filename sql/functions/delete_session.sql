@@ -1,11 +1,11 @@
 -- Deletes a session and everything logged under it.
-create or replace function public.delete_session(
+create or replace function sessionlog.delete_session(
     session_id text default null,
     user_id text default null)
     returns sessionlog.delete_session_result
     volatile
-    security invoker
-    set search_path = ''
+    security definer
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 #variable_conflict use_column
@@ -36,8 +36,26 @@ begin
 end
 $$;
 
+alter function sessionlog.delete_session(text, text) owner to sessionlog_owner;
+revoke all on function sessionlog.delete_session from public, anon, authenticated, service_role;
+grant execute on function sessionlog.delete_session to authenticated, service_role;
+
+-- The entry point PostgREST exposes: the caller's own privileges decide
+-- whether it may call; the work runs in sessionlog.delete_session.
+create or replace function public.delete_session(
+    session_id text default null,
+    user_id text default null)
+    returns sessionlog.delete_session_result
+    volatile
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language sql
+as $$
+    select * from sessionlog.delete_session(session_id, user_id)
+$$;
+
 comment on function public.delete_session is
     'Deletes a session with its messages, behavioral vectors and auth decisions; '
     'deleted is false when there is no such session (of this user).';
-revoke all on function public.delete_session from public, anon;
+revoke all on function public.delete_session from public, anon, authenticated, service_role;
 grant execute on function public.delete_session to authenticated, service_role;

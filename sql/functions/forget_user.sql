@@ -1,9 +1,9 @@
 -- Deletes a user and everything of theirs (the right to be forgotten).
-create or replace function public.forget_user(user_id text default null)
+create or replace function sessionlog.forget_user(user_id text default null)
     returns sessionlog.forget_user_result
     volatile
-    security invoker
-    set search_path = ''
+    security definer
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 #variable_conflict use_column
@@ -36,7 +36,23 @@ begin
 end
 $$;
 
+alter function sessionlog.forget_user(text) owner to sessionlog_owner;
+revoke all on function sessionlog.forget_user from public, anon, authenticated, service_role;
+grant execute on function sessionlog.forget_user to authenticated, service_role;
+
+-- The entry point PostgREST exposes: the caller's own privileges decide
+-- whether it may call; the work runs in sessionlog.forget_user.
+create or replace function public.forget_user(user_id text default null)
+    returns sessionlog.forget_user_result
+    volatile
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language sql
+as $$
+    select * from sessionlog.forget_user(user_id)
+$$;
+
 comment on function public.forget_user is
     'Deletes a user with all their sessions, messages, behavioral vectors and auth decisions.';
-revoke all on function public.forget_user from public, anon;
+revoke all on function public.forget_user from public, anon, authenticated, service_role;
 grant execute on function public.forget_user to authenticated, service_role;

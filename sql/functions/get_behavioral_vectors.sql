@@ -1,12 +1,12 @@
 -- A session's behavioral vectors, newest first.
-create or replace function public.get_behavioral_vectors(
+create or replace function sessionlog.get_behavioral_vectors(
     session_id text default null,
     user_id text default null,
     max_rows integer default null)
     returns setof sessionlog.behavioral_vector_row
     volatile
-    security invoker
-    set search_path = ''
+    security definer
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 #variable_conflict use_column
@@ -23,7 +23,26 @@ begin
 end
 $$;
 
+alter function sessionlog.get_behavioral_vectors(text, text, integer) owner to sessionlog_owner;
+revoke all on function sessionlog.get_behavioral_vectors from public, anon, authenticated, service_role;
+grant execute on function sessionlog.get_behavioral_vectors to service_role;
+
+-- The entry point PostgREST exposes: the caller's own privileges decide
+-- whether it may call; the work runs in sessionlog.get_behavioral_vectors.
+create or replace function public.get_behavioral_vectors(
+    session_id text default null,
+    user_id text default null,
+    max_rows integer default null)
+    returns setof sessionlog.behavioral_vector_row
+    volatile
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language sql
+as $$
+    select * from sessionlog.get_behavioral_vectors(session_id, user_id, max_rows)
+$$;
+
 comment on function public.get_behavioral_vectors is
     'A session''s behavioral vectors, newest first, at most max_rows (default 100).';
-revoke all on function public.get_behavioral_vectors from public, anon;
-grant execute on function public.get_behavioral_vectors to authenticated, service_role;
+revoke all on function public.get_behavioral_vectors from public, anon, authenticated, service_role;
+grant execute on function public.get_behavioral_vectors to service_role;

@@ -1,13 +1,13 @@
 -- A session's messages in position order, one page at a time.
-create or replace function public.get_messages(
+create or replace function sessionlog.get_messages(
     session_id text default null,
     user_id text default null,
     after_position bigint default null,
     max_rows integer default null)
     returns setof sessionlog.message_row
     volatile
-    security invoker
-    set search_path = ''
+    security definer
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 #variable_conflict use_column
@@ -34,8 +34,28 @@ begin
 end
 $$;
 
+alter function sessionlog.get_messages(text, text, bigint, integer) owner to sessionlog_owner;
+revoke all on function sessionlog.get_messages from public, anon, authenticated, service_role;
+grant execute on function sessionlog.get_messages to authenticated, service_role;
+
+-- The entry point PostgREST exposes: the caller's own privileges decide
+-- whether it may call; the work runs in sessionlog.get_messages.
+create or replace function public.get_messages(
+    session_id text default null,
+    user_id text default null,
+    after_position bigint default null,
+    max_rows integer default null)
+    returns setof sessionlog.message_row
+    volatile
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language sql
+as $$
+    select * from sessionlog.get_messages(session_id, user_id, after_position, max_rows)
+$$;
+
 comment on function public.get_messages is
     'A session''s messages in position order: pass the last position read as '
     'after_position (0 to start) and at most max_rows (default 100) come back.';
-revoke all on function public.get_messages from public, anon;
+revoke all on function public.get_messages from public, anon, authenticated, service_role;
 grant execute on function public.get_messages to authenticated, service_role;

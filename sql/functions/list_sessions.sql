@@ -1,12 +1,12 @@
 -- A user's sessions, most recently active first.
-create or replace function public.list_sessions(
+create or replace function sessionlog.list_sessions(
     user_id text default null,
     max_rows integer default null,
     before timestamptz default null)
     returns setof sessionlog.session_row
     volatile
-    security invoker
-    set search_path = ''
+    security definer
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 #variable_conflict use_column
@@ -31,9 +31,28 @@ begin
 end
 $$;
 
+alter function sessionlog.list_sessions(text, integer, timestamptz) owner to sessionlog_owner;
+revoke all on function sessionlog.list_sessions from public, anon, authenticated, service_role;
+grant execute on function sessionlog.list_sessions to authenticated, service_role;
+
+-- The entry point PostgREST exposes: the caller's own privileges decide
+-- whether it may call; the work runs in sessionlog.list_sessions.
+create or replace function public.list_sessions(
+    user_id text default null,
+    max_rows integer default null,
+    before timestamptz default null)
+    returns setof sessionlog.session_row
+    volatile
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language sql
+as $$
+    select * from sessionlog.list_sessions(user_id, max_rows, before)
+$$;
+
 comment on function public.list_sessions is
     'A user''s sessions, most recently active first, with their message counts; '
     'for the next page pass the last row''s last_activity_at as before. A page '
     'never splits sessions of equal last_activity_at, so it may exceed max_rows.';
-revoke all on function public.list_sessions from public, anon;
+revoke all on function public.list_sessions from public, anon, authenticated, service_role;
 grant execute on function public.list_sessions to authenticated, service_role;

@@ -3,7 +3,7 @@
 -- go on both messages, tokens on the response. The idempotency key covers
 -- the pair: it is stored on the prompt, and a retry matches only if prompt,
 -- response, model, tokens and metadata are all equal.
-create or replace function public.log_interaction(
+create or replace function sessionlog.log_interaction(
     user_id text default null,
     session_id text default null,
     prompt text default null,
@@ -14,8 +14,8 @@ create or replace function public.log_interaction(
     client_message_id text default null)
     returns sessionlog.log_interaction_result
     volatile
-    security invoker
-    set search_path = ''
+    security definer
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 #variable_conflict use_column
@@ -31,6 +31,7 @@ declare
 begin
     perform sessionlog._content(log_interaction.prompt, 'prompt');
     perform sessionlog._content(log_interaction.response, 'response');
+    perform sessionlog._bounded_text(log_interaction.model, 'model', 255);
     if log_interaction.tokens < 0 then
         raise exception using
             errcode = 'invalid_parameter_value',
@@ -100,8 +101,32 @@ begin
 end
 $$;
 
+alter function sessionlog.log_interaction(text, text, text, text, text, integer, jsonb, text) owner to sessionlog_owner;
+revoke all on function sessionlog.log_interaction from public, anon, authenticated, service_role;
+grant execute on function sessionlog.log_interaction to authenticated, service_role;
+
+-- The entry point PostgREST exposes: the caller's own privileges decide
+-- whether it may call; the work runs in sessionlog.log_interaction.
+create or replace function public.log_interaction(
+    user_id text default null,
+    session_id text default null,
+    prompt text default null,
+    response text default null,
+    model text default null,
+    tokens integer default null,
+    metadata jsonb default null,
+    client_message_id text default null)
+    returns sessionlog.log_interaction_result
+    volatile
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language sql
+as $$
+    select * from sessionlog.log_interaction(user_id, session_id, prompt, response, model, tokens, metadata, client_message_id)
+$$;
+
 comment on function public.log_interaction is
     'Logs a prompt and its response as two consecutive messages (user, assistant) in one '
     'atomic call, creating the user and the session if needed. client_message_id covers the pair.';
-revoke all on function public.log_interaction from public, anon;
+revoke all on function public.log_interaction from public, anon, authenticated, service_role;
 grant execute on function public.log_interaction to authenticated, service_role;

@@ -2,7 +2,7 @@
 -- if they do not exist yet, the message gets the session's next position.
 -- With client_message_id, a retry returns the original row (duplicate) and
 -- writes nothing.
-create or replace function public.log_message(
+create or replace function sessionlog.log_message(
     user_id text default null,
     session_id text default null,
     role text default null,
@@ -13,8 +13,8 @@ create or replace function public.log_message(
     client_message_id text default null)
     returns sessionlog.log_message_result
     volatile
-    security invoker
-    set search_path = ''
+    security definer
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 #variable_conflict use_column
@@ -22,6 +22,11 @@ declare
     checked_role text := pg_catalog.lower(pg_catalog.btrim(log_message.role, E' \t\n\r\f\x0B'));
     checked_metadata jsonb := coalesce(nullif(log_message.metadata, 'null'::jsonb), '{}'::jsonb);
     session_ref text := pg_catalog.btrim(log_message.session_id, E' \t\n\r\f\x0B');
+    -- A trusted caller names the user; an end user is its JWT subject (the
+    -- checks and errors of _acting_user). Row-level security only backs it up.
+    acting_user text := case when sessionlog._caller_is_trusted()
+                             then pg_catalog.btrim(log_message.user_id, E' \t\n\r\f\x0B')
+                             else sessionlog._acting_user(log_message.user_id) end;
     idempotency_key text;
     claim record;
     original record;
@@ -32,10 +37,13 @@ begin
        or log_message.content is null
        or pg_catalog.char_length(log_message.content) > 1048576
        or pg_catalog.jsonb_typeof(checked_metadata) <> 'object'
+       or not sessionlog._metadata_within_limits(checked_metadata)
+       or pg_catalog.char_length(log_message.model) > 255
     then
         checked_role := sessionlog._choice(log_message.role, 'role', sessionlog._message_roles());
         checked_metadata := sessionlog._metadata(log_message.metadata, 'metadata');
         perform sessionlog._content(log_message.content, 'content');
+        perform sessionlog._bounded_text(log_message.model, 'model', 255);
     end if;
     if log_message.tokens < 0 then
         raise exception using
@@ -49,20 +57,20 @@ begin
     end if;
 
     if idempotency_key is null then
-        -- The common case, an existing session, in one statement. Row-level
-        -- security filters the UPDATE, so another user's session never
-        -- matches; whatever does not match takes the general path below.
+        -- The common case, an existing session, in one statement. Another
+        -- user's session never matches (user_id is in the condition);
+        -- whatever does not match takes the general path below.
         with claimed as (
             update sessionlog.sessions s
             set message_count = s.message_count + 1,
                 last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
-            where s.user_id = pg_catalog.btrim(log_message.user_id, E' \t\n\r\f\x0B')
+            where s.user_id = acting_user
               and s.id = case
                   when session_ref operator(pg_catalog.~)
                       '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
                   then session_ref::uuid
                   else (select t.id from sessionlog.sessions t
-                        where t.user_id = pg_catalog.btrim(log_message.user_id, E' \t\n\r\f\x0B')
+                        where t.user_id = acting_user
                           and t.token = session_ref) end
             returning s.user_id, s.id, s.message_count
         )
@@ -119,9 +127,33 @@ begin
 end
 $$;
 
+alter function sessionlog.log_message(text, text, text, text, text, integer, jsonb, text) owner to sessionlog_owner;
+revoke all on function sessionlog.log_message from public, anon, authenticated, service_role;
+grant execute on function sessionlog.log_message to authenticated, service_role;
+
+-- The entry point PostgREST exposes: the caller's own privileges decide
+-- whether it may call; the work runs in sessionlog.log_message.
+create or replace function public.log_message(
+    user_id text default null,
+    session_id text default null,
+    role text default null,
+    content text default null,
+    model text default null,
+    tokens integer default null,
+    metadata jsonb default null,
+    client_message_id text default null)
+    returns sessionlog.log_message_result
+    volatile
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language sql
+as $$
+    select * from sessionlog.log_message(user_id, session_id, role, content, model, tokens, metadata, client_message_id)
+$$;
+
 comment on function public.log_message is
     'Logs one message; creates the user and the session if needed, in one atomic call. '
     'session_id: a UUID or a token unique per user. role: system, user, assistant or tool. '
     'client_message_id makes a retry return the original row (duplicate = true).';
-revoke all on function public.log_message from public, anon;
+revoke all on function public.log_message from public, anon, authenticated, service_role;
 grant execute on function public.log_message to authenticated, service_role;

@@ -4,11 +4,11 @@
 -- are ensured and positions assigned set-based (one statement per level, for
 -- the whole batch), with the sessions locked in id order so that concurrent
 -- batches cannot deadlock each other.
-create or replace function public.log_messages(messages jsonb default null)
+create or replace function sessionlog.log_messages(messages jsonb default null)
     returns setof sessionlog.log_message_result
     volatile
-    security invoker
-    set search_path = ''
+    security definer
+    set search_path = pg_catalog, pg_temp
     -- Planned once per session: a custom plan per call (what the plan cache
     -- keeps choosing, as it sizes unnest() from the array it is given) cost
     -- 0.3–0.5 ms per call, a quarter of a one-message batch.
@@ -40,7 +40,7 @@ declare
     bad record;
     batch_ok boolean;
     has_keys boolean;
-    under_rls boolean := pg_catalog.row_security_active('sessionlog.sessions'::regclass);
+    under_rls boolean := not sessionlog._caller_is_trusted();
     subject text;
 begin
     if messages is null or pg_catalog.jsonb_typeof(messages) <> 'array' then
@@ -61,6 +61,18 @@ begin
             hint = 'split the batch into calls of at most 10000 messages';
     end if;
 
+    -- A batch's JSON text is at most 32 MiB; its binary size bounds the text
+    -- (escapes take at most 6 bytes a byte), so most batches skip the count.
+    if pg_catalog.pg_column_size(messages) > 33554432 / 6
+       and pg_catalog.octet_length(messages::text) > 33554432 then
+        raise exception using
+            errcode = 'invalid_parameter_value',
+            message = sessionlog._invalid('messages',
+                pg_catalog.format('[%s bytes]', pg_catalog.octet_length(messages::text)),
+                'is larger than 32 MiB as JSON text'),
+            hint = 'split the batch into calls of at most 32 MiB';
+    end if;
+
     if batch_size = 0 then
         return;
     end if;
@@ -71,7 +83,7 @@ begin
     -- function call per element; any other batch goes through the checks,
     -- which name the first bad element.
     if under_rls then
-        subject := sessionlog._jwt_sub();
+        subject := sessionlog._jwt_subject();
     end if;
     select pg_catalog.bool_and(x.ok),
            pg_catalog.array_agg(x.u order by x.ord),
@@ -94,6 +106,8 @@ begin
                and coalesce(f.role = any (sessionlog._message_roles()), false)
                and f.content is not null
                and pg_catalog.char_length(f.content) <= 1048576
+               and (f.model is null or pg_catalog.char_length(f.model) <= 255)
+               and sessionlog._metadata_within_limits(f.metadata)
                and (f.tokens is null
                     or (f.tokens between 0 and 2147483647 and f.tokens = pg_catalog.trunc(f.tokens)))
                as ok
@@ -209,7 +223,7 @@ begin
             session_tokens[i + 1] := ref.session_token;
             roles[i + 1] := sessionlog._choice(element ->> 'role', label || '.role', sessionlog._message_roles());
             contents[i + 1] := sessionlog._content(element ->> 'content', label || '.content');
-            models[i + 1] := element ->> 'model';
+            models[i + 1] := sessionlog._bounded_text(element ->> 'model', label || '.model', 255);
             token_counts[i + 1] := (element ->> 'tokens')::numeric::integer;
             metadatas[i + 1] := sessionlog._metadata(element -> 'metadata', label || '.metadata');
             if element ->> 'client_message_id' is not null then
@@ -377,8 +391,24 @@ begin
 end
 $$;
 
+alter function sessionlog.log_messages(jsonb) owner to sessionlog_owner;
+revoke all on function sessionlog.log_messages from public, anon, authenticated, service_role;
+grant execute on function sessionlog.log_messages to authenticated, service_role;
+
+-- The entry point PostgREST exposes: the caller's own privileges decide
+-- whether it may call; the work runs in sessionlog.log_messages.
+create or replace function public.log_messages(messages jsonb default null)
+    returns setof sessionlog.log_message_result
+    volatile
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language sql
+as $$
+    select * from sessionlog.log_messages(messages)
+$$;
+
 comment on function public.log_messages is
     'Logs a JSON array of messages (objects with log_message''s keys) in one atomic call: '
     'all or none. Returns one row per element, in order, like log_message.';
-revoke all on function public.log_messages from public, anon;
+revoke all on function public.log_messages from public, anon, authenticated, service_role;
 grant execute on function public.log_messages to authenticated, service_role;

@@ -1,6 +1,6 @@
 -- Stores an authentication decision for a user's session, creating the user
 -- and the session if needed, in one atomic call. 'deny' is stored as 'block'.
-create or replace function public.store_auth_decision(
+create or replace function sessionlog.store_auth_decision(
     user_id text default null,
     session_id text default null,
     decision text default null,
@@ -10,8 +10,8 @@ create or replace function public.store_auth_decision(
     metadata jsonb default null)
     returns sessionlog.store_auth_decision_result
     volatile
-    security invoker
-    set search_path = ''
+    security definer
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 #variable_conflict use_column
@@ -39,8 +39,31 @@ begin
 end
 $$;
 
+alter function sessionlog.store_auth_decision(text, text, text, float8, float8, text, jsonb) owner to sessionlog_owner;
+revoke all on function sessionlog.store_auth_decision from public, anon, authenticated, service_role;
+grant execute on function sessionlog.store_auth_decision to service_role;
+
+-- The entry point PostgREST exposes: the caller's own privileges decide
+-- whether it may call; the work runs in sessionlog.store_auth_decision.
+create or replace function public.store_auth_decision(
+    user_id text default null,
+    session_id text default null,
+    decision text default null,
+    confidence float8 default null,
+    risk_score float8 default null,
+    risk_level text default null,
+    metadata jsonb default null)
+    returns sessionlog.store_auth_decision_result
+    volatile
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language sql
+as $$
+    select * from sessionlog.store_auth_decision(user_id, session_id, decision, confidence, risk_score, risk_level, metadata)
+$$;
+
 comment on function public.store_auth_decision is
     'Stores an authentication decision (allow, challenge, block, learn; deny is stored as block) '
     'with optional confidence and risk_score in [0, 1] and risk_level low|medium|high|critical.';
-revoke all on function public.store_auth_decision from public, anon;
-grant execute on function public.store_auth_decision to authenticated, service_role;
+revoke all on function public.store_auth_decision from public, anon, authenticated, service_role;
+grant execute on function public.store_auth_decision to service_role;

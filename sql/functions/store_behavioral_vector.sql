@@ -1,6 +1,6 @@
 -- Stores a behavioral feature vector for a user's session, creating the user
 -- and the session if needed, in one atomic call.
-create or replace function public.store_behavioral_vector(
+create or replace function sessionlog.store_behavioral_vector(
     user_id text default null,
     session_id text default null,
     vector float8[] default null,
@@ -8,8 +8,8 @@ create or replace function public.store_behavioral_vector(
     metadata jsonb default null)
     returns sessionlog.store_behavioral_vector_result
     volatile
-    security invoker
-    set search_path = ''
+    security definer
+    set search_path = pg_catalog, pg_temp
     language plpgsql
 as $$
 #variable_conflict use_column
@@ -31,8 +31,29 @@ begin
 end
 $$;
 
+alter function sessionlog.store_behavioral_vector(text, text, float8[], text, jsonb) owner to sessionlog_owner;
+revoke all on function sessionlog.store_behavioral_vector from public, anon, authenticated, service_role;
+grant execute on function sessionlog.store_behavioral_vector to service_role;
+
+-- The entry point PostgREST exposes: the caller's own privileges decide
+-- whether it may call; the work runs in sessionlog.store_behavioral_vector.
+create or replace function public.store_behavioral_vector(
+    user_id text default null,
+    session_id text default null,
+    vector float8[] default null,
+    event_type text default null,
+    metadata jsonb default null)
+    returns sessionlog.store_behavioral_vector_result
+    volatile
+    security invoker
+    set search_path = pg_catalog, pg_temp
+    language sql
+as $$
+    select * from sessionlog.store_behavioral_vector(user_id, session_id, vector, event_type, metadata)
+$$;
+
 comment on function public.store_behavioral_vector is
     'Stores a behavioral feature vector (1 to 4096 finite numbers) for a session, '
     'creating the user and the session if needed.';
-revoke all on function public.store_behavioral_vector from public, anon;
-grant execute on function public.store_behavioral_vector to authenticated, service_role;
+revoke all on function public.store_behavioral_vector from public, anon, authenticated, service_role;
+grant execute on function public.store_behavioral_vector to service_role;
