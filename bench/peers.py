@@ -273,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--calls", type=int, default=200, help="single appends per repeat")
     parser.add_argument("--quick", action="store_true", help="a few calls: checks the harness")
+    parser.add_argument("--only", choices=["langchain", "openai-agents"],
+                        help="one framework only")
     parser.add_argument("--update-docs", action="store_true",
                         help="write the tables into docs/integrations.md")
     args = parser.parse_args(argv)
@@ -292,10 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         dsn = server.create_database("peers")
         migrate(dsn)
         url = f"postgresql+psycopg://postgres@/peers?host={server.socket_dir}&port={server.port}"
-        results = {
-            "LangChain": langchain_cases(dsn, repeats, calls),
-            "OpenAI Agents": asyncio.run(openai_cases(dsn, url, repeats, calls)),
-        }
+        results = {}
+        if args.only in (None, "langchain"):
+            results["LangChain"] = langchain_cases(dsn, repeats, calls)
+        if args.only in (None, "openai-agents"):
+            results["OpenAI Agents"] = asyncio.run(openai_cases(dsn, url, repeats, calls))
     finally:
         server.stop()
     peers = {"langchain-postgres": version("langchain-postgres"),
@@ -305,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             f"alternating repeats, durable server (fsync and synchronous_commit on), Unix "
             f"socket:\n\n" + table(results, peers))
     print(text)
-    if args.update_docs and not args.quick:
+    if args.update_docs and not args.quick and args.only is None:
         doc = DOC.read_text()
         head, rest = doc.split(BEGIN, 1)
         DOC.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])

@@ -77,6 +77,9 @@ def append(session_id: str, user_id: str | None, records: Sequence[Mapping[str, 
     """Log ``records`` (role, content, metadata, model, tokens) in order, as
     one all-or-nothing ``log_messages`` batch per ``MAX_BATCH_*`` of them."""
     rows = [{**r, "user_id": user_id, "session_id": session_id} for r in records]
+    if len(rows) == 1:
+        # One message: log_message, the single-row fast path (no batch to unpack).
+        return [(yield "log_message", rows[0])]
     logged = []
     for batch in _batches(rows):
         logged.extend((yield "log_messages", {"messages": batch}))
