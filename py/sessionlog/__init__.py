@@ -28,9 +28,11 @@ from sessionlog.results import (
     InteractionLogged,
     Message,
     MessageLogged,
+    MessagesCleared,
     Session,
     SessionCreated,
     SessionDeleted,
+    SessionsPruned,
     UserForgotten,
     VectorStored,
 )
@@ -59,5 +61,6 @@ __all__ = [
     "SerializationFailure", "ConnectionFailed",
     "SessionCreated", "MessageLogged", "InteractionLogged", "VectorStored", "DecisionStored", "DecisionSummary",
     "BehavioralVector", "AuthDecision", "Message", "Session", "SessionDeleted", "UserForgotten",
+    "MessagesCleared", "SessionsPruned",
     "migrate", "rollback",
 ]

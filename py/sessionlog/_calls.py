@@ -30,10 +30,12 @@ from .results import (
     InteractionLogged,
     Message,
     MessageLogged,
+    MessagesCleared,
     Result,
     Session,
     SessionCreated,
     SessionDeleted,
+    SessionsPruned,
     UserForgotten,
     VectorStored,
 )
@@ -67,12 +69,16 @@ CALLS: dict[str, Call] = {c.name: c for c in (
          listing=True),
     Call("get_auth_decisions", ("session_id", "user_id", "max_rows"), AuthDecision,
          listing=True),
-    Call("get_messages", ("session_id", "user_id", "after_position", "max_rows"), Message,
-         listing=True),
+    Call("get_messages", ("session_id", "user_id", "after_position", "max_rows",
+                          "before_position", "latest"), Message, listing=True),
+    Call("pop_message", ("session_id", "user_id"), Message, listing=True),
+    Call("clear_messages", ("session_id", "user_id"), MessagesCleared),
+    Call("update_session", ("session_id", "user_id", "title", "metadata"), Session),
     Call("list_sessions", ("user_id", "max_rows", "before"), Session, listing=True),
     Call("auth_decision_summary", ("user_id", "since", "until"), DecisionSummary, listing=True),
     Call("delete_session", ("session_id", "user_id"), SessionDeleted),
     Call("forget_user", ("user_id",), UserForgotten),
+    Call("prune_sessions", ("inactive_before", "user_id", "max_sessions"), SessionsPruned),
 )}
 
 
@@ -124,7 +130,8 @@ def statement(name: str, params: tuple[str, ...]) -> sql.Composed:
 #: Integer parameters, cast in the statement: psycopg sends a Python int that
 #: does not fit int4 as int8, which would match no function (42883) instead of
 #: failing as out of range (22003).
-INTEGER_PARAMS = {"tokens": "int4", "max_rows": "int4", "after_position": "int8"}
+INTEGER_PARAMS = {"tokens": "int4", "max_rows": "int4", "max_sessions": "int4",
+                  "after_position": "int8", "before_position": "int8"}
 
 
 def _placeholder(param: str) -> sql.Composable:
@@ -291,9 +298,46 @@ class SyncAPI:
         user_id: str | None = None,
         after_position: int = 0,
         max_rows: int = 100,
+        before_position: int | None = None,
+        latest: bool = False,
     ) -> list[Message]:
-        """``log.get_messages(session_id="chat-1", user_id="u1", after_position=100)``"""
+        """``log.get_messages(session_id="chat-1", user_id="u1", after_position=100)``;
+        the last 20: ``latest=True, max_rows=20``; the page before them:
+        ``latest=True, max_rows=20, before_position=page[0].position``"""
         return self._call("get_messages", locals())
+
+    def pop_message(
+        self,
+        *,
+        session_id: str | uuid.UUID,
+        user_id: str | None = None,
+    ) -> Message | None:
+        """``log.pop_message(session_id="chat-1", user_id="u1")``: the last
+        message, removed; None when the session is empty or unknown"""
+        popped = self._call("pop_message", locals())
+        return popped[0] if popped else None
+
+    def clear_messages(
+        self,
+        *,
+        session_id: str | uuid.UUID,
+        user_id: str | None = None,
+    ) -> MessagesCleared:
+        """``log.clear_messages(session_id="chat-1", user_id="u1")``: every
+        message removed, the session kept"""
+        return self._call("clear_messages", locals())
+
+    def update_session(
+        self,
+        *,
+        session_id: str | uuid.UUID,
+        user_id: str | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """``log.update_session(session_id="chat-1", user_id="u1", title="Trip",
+        metadata={"pinned": True})`` (metadata merged key by key)"""
+        return self._call("update_session", locals())
 
     def list_sessions(
         self,
@@ -329,3 +373,14 @@ class SyncAPI:
         """``log.forget_user(user_id="u1")`` (as ``authenticated``, user_id
         defaults to the JWT subject)"""
         return self._call("forget_user", locals())
+
+    def prune_sessions(
+        self,
+        *,
+        inactive_before: dt.datetime,
+        user_id: str | None = None,
+        max_sessions: int = 1000,
+    ) -> SessionsPruned:
+        """``log.prune_sessions(inactive_before=now - timedelta(days=30))``:
+        one bounded batch, oldest first; call again while ``more``"""
+        return self._call("prune_sessions", locals())

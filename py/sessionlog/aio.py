@@ -38,9 +38,11 @@ from .results import (
     InteractionLogged,
     Message,
     MessageLogged,
+    MessagesCleared,
     Session,
     SessionCreated,
     SessionDeleted,
+    SessionsPruned,
     UserForgotten,
     VectorStored,
 )
@@ -242,9 +244,42 @@ class AsyncSessionLog:
         user_id: str | None = None,
         after_position: int = 0,
         max_rows: int = 100,
+        before_position: int | None = None,
+        latest: bool = False,
     ) -> list[Message]:
-        """``await log.get_messages(session_id="chat-1", user_id="u1", after_position=100)``"""
+        """``await log.get_messages(session_id="chat-1", user_id="u1", latest=True,
+        max_rows=20)``"""
         return await self._call("get_messages", locals())
+
+    async def pop_message(
+        self,
+        *,
+        session_id: str | uuid.UUID,
+        user_id: str | None = None,
+    ) -> Message | None:
+        """``await log.pop_message(session_id="chat-1", user_id="u1")``"""
+        popped = await self._call("pop_message", locals())
+        return popped[0] if popped else None
+
+    async def clear_messages(
+        self,
+        *,
+        session_id: str | uuid.UUID,
+        user_id: str | None = None,
+    ) -> MessagesCleared:
+        """``await log.clear_messages(session_id="chat-1", user_id="u1")``"""
+        return await self._call("clear_messages", locals())
+
+    async def update_session(
+        self,
+        *,
+        session_id: str | uuid.UUID,
+        user_id: str | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """``await log.update_session(session_id="chat-1", user_id="u1", title="Trip")``"""
+        return await self._call("update_session", locals())
 
     async def list_sessions(
         self,
@@ -279,6 +314,16 @@ class AsyncSessionLog:
         """``await log.forget_user(user_id="u1")`` (as ``authenticated``,
         user_id defaults to the JWT subject)"""
         return await self._call("forget_user", locals())
+
+    async def prune_sessions(
+        self,
+        *,
+        inactive_before: dt.datetime,
+        user_id: str | None = None,
+        max_sessions: int = 1000,
+    ) -> SessionsPruned:
+        """``await log.prune_sessions(inactive_before=now - timedelta(days=30))``"""
+        return await self._call("prune_sessions", locals())
 
 
 async def _run(

@@ -157,6 +157,20 @@ class UserForgotten(Result):
     auth_decisions_deleted: int
 
 
+@dataclass(frozen=True, slots=True)
+class MessagesCleared(Result):
+    messages_deleted: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsPruned(Result):
+    sessions_deleted: int
+    messages_deleted: int
+    behavioral_vectors_deleted: int
+    auth_decisions_deleted: int
+    more: bool
+
+
 # --- conversion, driven by the field types --------------------------------
 
 _FRACTION = re.compile(r"(\.\d{1,6})(?=[+-]|$)")
