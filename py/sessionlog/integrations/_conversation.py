@@ -104,8 +104,10 @@ def _batches(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 def pop(session_id: str, user_id: str | None) -> Op:
     """Remove and return the last message, or None when there is none."""
-    rows = yield "pop_message", {"session_id": session_id, "user_id": user_id}
-    return rows[0] if rows else None
+    popped = yield "pop_message", {"session_id": session_id, "user_id": user_id}
+    if isinstance(popped, list):  # the listing itself (0 or 1 row)
+        return popped[0] if popped else None
+    return popped  # the shim's Message | None
 
 
 def clear(session_id: str, user_id: str | None) -> Op:
