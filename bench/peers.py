@@ -279,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the tables into docs/integrations.md")
     args = parser.parse_args(argv)
     repeats, calls = (2, 10) if args.quick else (args.repeats, args.calls)
+    global PER_WRITER
+    if args.quick:
+        PER_WRITER = 10
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", module="platformdirs")
 
