@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import threading
 import time
@@ -307,9 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     peers = {"langchain-postgres": version("langchain-postgres"),
              "openai-agents": version("openai-agents"), "SQLAlchemy": version("sqlalchemy"),
              "psycopg": version("psycopg")}
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     text = (f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {repeats} "
             f"alternating repeats, durable server (fsync and synchronous_commit on), Unix "
-            f"socket:\n\n" + table(results, peers))
+            f"socket, load average {load} on {os.cpu_count()} cores:\n\n"
+            + table(results, peers))
     print(text)
     if args.update_docs and not args.quick and args.only is None:
         doc = DOC.read_text()

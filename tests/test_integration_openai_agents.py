@@ -253,13 +253,18 @@ async def test_a_runner_keeps_the_same_history_as_with_sqlite_session(
 WRITERS, PER_WRITER = 8, 200
 
 
+@pytest.mark.parametrize("sessions", ["one shared", "one per writer"])
 async def test_eight_concurrent_writers_lose_and_duplicate_nothing(
-        async_log: AsyncSessionLog) -> None:
-    session = SessionLogSession(new_key(), user_id="u1", log=async_log)
+        async_log: AsyncSessionLog, sessions: str) -> None:
+    key = new_key()
+    session = SessionLogSession(key, user_id="u1", log=async_log)
 
     async def writer(w: int) -> None:
+        # One per writer: 8 requests that each open the same brand-new session.
+        mine = session if sessions == "one shared" else SessionLogSession(
+            key, user_id="u1", log=async_log)
         for i in range(PER_WRITER):
-            await session.add_items([{"role": "user", "content": f"{w}:{i}"}])
+            await mine.add_items([{"role": "user", "content": f"{w}:{i}"}])
 
     await asyncio.gather(*(writer(w) for w in range(WRITERS)))
     stored = [item["content"] for item in await session.get_items()]
