@@ -51,6 +51,7 @@ from tests.test_integration_shared import (  # noqa: E402, F401
     TEXT,
     async_log,
     new_key,
+    supabase_as_user,
     supabase_log,
     sync_log,
 )
@@ -108,6 +109,20 @@ def test_every_message_kind_reads_back_equal_over_supabase(
     history.add_message(HumanMessage("one more"))
     history.clear()
     assert history.messages == []
+
+
+@SUPABASE_WARNINGS
+def test_a_signed_in_user_keeps_a_history_of_their_own_over_supabase(
+        supabase_as_user: Any) -> None:
+    key = new_key()
+    alice = SessionLogChatMessageHistory(key, user_id=None, log=supabase_as_user("alice"))
+    bob = SessionLogChatMessageHistory(key, user_id=None, log=supabase_as_user("bob"))
+    alice.add_messages(every_kind())
+    bob.add_user_message("mine")
+    assert alice.messages == every_kind()  # the user is the JWT subject
+    assert bob.messages == [HumanMessage("mine")]  # the same token, another user's session
+    bob.clear()
+    assert alice.messages == every_kind()
 
 
 def test_a_dsn_serves_both_sides(dsn: str) -> None:

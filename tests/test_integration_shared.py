@@ -21,6 +21,7 @@ from tests.helpers import table_counts
 from tests.postgrest_stub import PostgrestStub, sign_jwt
 
 SERVICE_KEY = sign_jwt({"role": "service_role", "iss": "supabase"})
+ANON_KEY = sign_jwt({"role": "anon", "iss": "supabase"})
 
 # supabase-py 2.34 warns about its own use of postgrest's deprecated options.
 SUPABASE_WARNINGS = pytest.mark.filterwarnings(
@@ -61,6 +62,29 @@ def supabase_log(dsn: str) -> Iterator[SupabaseSessionLog]:
             yield SupabaseSessionLog(client)
         finally:
             client.postgrest.aclose()
+
+
+@pytest.fixture
+def supabase_as_user(dsn: str) -> Iterator[Any]:
+    """``supabase_as_user("alice")``: SupabaseSessionLog as a signed-in
+    user (the anon key plus the user's JWT), as a browser has it."""
+    from supabase import create_client
+
+    clients = []
+    with PostgrestStub(dsn) as api:
+
+        def make(sub: str) -> SupabaseSessionLog:
+            client = create_client(api.url, ANON_KEY)
+            client.postgrest.auth(sign_jwt({"role": "authenticated", "sub": sub,
+                                            "aud": "authenticated"}))
+            clients.append(client)
+            return SupabaseSessionLog(client)
+
+        try:
+            yield make
+        finally:
+            for client in clients:
+                client.postgrest.aclose()
 
 
 def new_key() -> str:
