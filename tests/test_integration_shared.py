@@ -148,14 +148,46 @@ def test_one_add_is_one_all_or_nothing_batch(sync_log: SessionLog, db: psycopg.C
     assert table_counts(db) == before
 
 
-def test_a_batch_is_split_only_past_log_messages_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    rows = [{"role": "user", "content": "x" * 10} for _ in range(25)]
-    assert [len(b) for b in conv._batches(rows)] == [25]
+def test_a_batch_over_log_messages_limits_is_split_and_each_part_is_atomic(
+        sync_log: SessionLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    clients = conv.Clients(sync_log, "Test")
+    key = new_key()
+    records = [{"role": "user", "content": f"{i}" + "x" * 100} for i in range(25)]
     monkeypatch.setattr(conv, "MAX_BATCH_ITEMS", 10)
-    assert [len(b) for b in conv._batches(rows)] == [10, 10, 5]
-    monkeypatch.setattr(conv, "MAX_BATCH_BYTES", 100)
-    assert all(len(b) <= 2 for b in conv._batches(rows))
-    assert sum(len(b) for b in conv._batches(rows)) == 25
+    logged = clients.run(conv.append(key, "u1", records))
+    assert [m.position for m in logged] == list(range(1, 26))
+    # Over the byte limit the server refuses the batch (nothing written),
+    # and it goes again in parts under the limit.
+    monkeypatch.setattr(conv, "MAX_BATCH_BYTES", 1000)
+    assert all(len(p) <= 7 for p in conv._by_size(records))
+    calls = []
+    real = sync_log.log_messages
+
+    def refusing(*, messages: list[Any]) -> Any:
+        calls.append(len(messages))
+        if len(messages) > 7:
+            raise InvalidArgument("messages: batch too large", sqlstate="22023")
+        return real(messages=messages)
+
+    monkeypatch.setattr(sync_log, "log_messages", refusing)
+    logged = clients.run(conv.append(key, "u1", records))
+    assert [m.position for m in logged] == list(range(26, 51))
+    assert calls[0] == 10  # whole first, then in parts
+    assert sum(n for n in calls if n <= 7) == 25
+    assert [m.content for m in clients.run(conv.read(key, "u1"))] == [
+        r["content"] for r in records] * 2
+
+
+def test_a_bad_batch_that_fits_the_limits_is_not_retried(
+        sync_log: SessionLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = sync_log.log_messages
+    monkeypatch.setattr(sync_log, "log_messages",
+                        lambda *, messages: calls.append(1) or real(messages=messages))
+    with pytest.raises(InvalidArgument, match="role"):
+        conv.Clients(sync_log, "Test").run(conv.append(new_key(), "u1", [
+            {"role": "user", "content": "a"}, {"role": "robot", "content": "b"}]))
+    assert calls == [1]
 
 
 def test_reads_page_through_sessions_longer_than_a_page(

@@ -75,31 +75,41 @@ def length(session_id: str, user_id: str | None) -> Op:
 
 def append(session_id: str, user_id: str | None, records: Sequence[Mapping[str, Any]]) -> Op:
     """Log ``records`` (role, content, metadata, model, tokens) in order, as
-    one all-or-nothing ``log_messages`` batch per ``MAX_BATCH_*`` of them."""
+    one all-or-nothing ``log_messages`` batch, or one per ``MAX_BATCH_*``
+    of them when there are more."""
     rows = [{**r, "user_id": user_id, "session_id": session_id} for r in records]
     if len(rows) == 1:
         # One message: log_message, the single-row fast path (no batch to unpack).
         return [(yield "log_message", rows[0])]
     logged = []
-    for batch in _batches(rows):
-        logged.extend((yield "log_messages", {"messages": batch}))
+    for start in range(0, len(rows), MAX_BATCH_ITEMS):
+        batch = rows[start:start + MAX_BATCH_ITEMS]
+        try:
+            logged.extend((yield "log_messages", {"messages": batch}))
+        except InvalidArgument:
+            # Sizes are measured only now: serializing every row beforehand
+            # would cost each add ~10% for a limit few batches reach. Nothing
+            # was written, so a batch over the byte limit is sent again split.
+            parts = _by_size(batch)
+            if len(parts) == 1:
+                raise
+            for part in parts:
+                logged.extend((yield "log_messages", {"messages": part}))
     return logged
 
 
-def _batches(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    if len(rows) <= 1:
-        return [rows] if rows else []
-    batches: list[list[dict[str, Any]]] = [[]]
+def _by_size(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``rows`` split into runs of at most ``MAX_BATCH_BYTES`` of JSON."""
+    parts: list[list[dict[str, Any]]] = [[]]
     size = 0
     for row in rows:
-        row_size = len(json.dumps(row, default=str)) + 1
-        if batches[-1] and (len(batches[-1]) >= MAX_BATCH_ITEMS
-                            or size + row_size > MAX_BATCH_BYTES):
-            batches.append([])
+        row_size = len(json.dumps(row, default=str).encode()) + 1
+        if parts[-1] and size + row_size > MAX_BATCH_BYTES:
+            parts.append([])
             size = 0
-        batches[-1].append(row)
+        parts[-1].append(row)
         size += row_size
-    return batches
+    return parts
 
 
 def pop(session_id: str, user_id: str | None) -> Op:
@@ -158,6 +168,17 @@ def _unstorable(exc: InvalidArgument) -> InvalidArgument:
         detail=exc.message, hint="remove NUL characters before storing the message")
 
 
+def _throw(op: Op, exc: InvalidArgument) -> Request:
+    """Raise ``exc`` inside the operation (which may handle it and go on);
+    unhandled, it leaves with its cause named."""
+    try:
+        return op.throw(exc)
+    except InvalidArgument as unhandled:
+        if unhandled is exc:
+            raise _unstorable(exc) from exc
+        raise
+
+
 def run_sync(log: Any, op: Op) -> Any:
     """Run ``op`` over a sync client."""
     try:
@@ -166,8 +187,9 @@ def run_sync(log: Any, op: Op) -> Any:
             try:
                 result = getattr(log, name)(**kwargs)
             except InvalidArgument as exc:
-                raise _unstorable(exc) from exc
-            name, kwargs = op.send(result)
+                name, kwargs = _throw(op, exc)
+            else:
+                name, kwargs = op.send(result)
     except StopIteration as done:
         return done.value
 
@@ -185,8 +207,9 @@ async def run_async(log: Any, op: Op) -> Any:
                 else:
                     result = await asyncio.to_thread(method, **kwargs)
             except InvalidArgument as exc:
-                raise _unstorable(exc) from exc
-            name, kwargs = op.send(result)
+                name, kwargs = _throw(op, exc)
+            else:
+                name, kwargs = op.send(result)
     except StopIteration as done:
         return done.value
 
