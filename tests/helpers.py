@@ -5,6 +5,7 @@ SQLSTATE, message and hint of an error."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -114,10 +115,13 @@ def raises_sqlstate(sqlstate: str, *, names: Sequence[str] = (), hint: bool = Tr
         assert raised.hint, f"no HINT with {raised.message!r}"
 
 
-def run_together(workers: Sequence[Callable[[], Any]], timeout: float = 30) -> list[Any]:
+def run_together(workers: Sequence[Callable[[], Any]], timeout: float = 30,
+                 run_timeout: float = 150) -> list[Any]:
     """Runs each callable in its own thread, all released at once by a
     barrier; joins every thread and returns their results in order. An
-    exception in a worker is returned in its place, not raised."""
+    exception in a worker is returned in its place, not raised. ``timeout``
+    bounds the wait at the barrier; workers still running ``run_timeout``
+    seconds after the start fail the caller."""
     barrier = threading.Barrier(len(workers), timeout=timeout)
     results: list[Any] = [None] * len(workers)
 
@@ -131,8 +135,13 @@ def run_together(workers: Sequence[Callable[[], Any]], timeout: float = 30) -> l
     threads = [threading.Thread(target=run, args=(i, w), daemon=True) for i, w in enumerate(workers)]
     for thread in threads:
         thread.start()
+    # Bounded: a worker that hangs fails the test instead of stalling the suite.
+    deadline = time.monotonic() + run_timeout
     for thread in threads:
-        thread.join()
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [i for i, thread in enumerate(threads) if thread.is_alive()]
+    if stuck:
+        raise AssertionError(f"workers {stuck} still running after {run_timeout} s")
     return results
 
 

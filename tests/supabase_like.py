@@ -10,6 +10,9 @@ of sessionlog is installed in it (see supabase/postgres, init-scripts
   BYPASSRLS, *not* a superuser, a member of the API roles with ADMIN OPTION.
   It owns the database and schema ``public`` and is who the SQL editor and
   ``supabase db push`` run as;
+- when the cluster already has sessionlog's owner role ``sessionlog_owner``
+  (created by another database's migration), the owner administers it, as
+  Supabase's ``postgres`` does the role it created itself;
 - an ``authenticator`` (LOGIN NOINHERIT, granted the API roles): the role
   PostgREST connects as and switches from with ``SET LOCAL ROLE``;
 - the default privileges that grant ALL on every new table, sequence and
@@ -133,6 +136,16 @@ class SupabaseLikeDatabase:
                 self._created_roles.append(self.owner)
                 conn.execute(sql.SQL("grant anon, authenticated, service_role to {} "
                                      "with admin option").format(owner))
+                # sessionlog's table owner is cluster-wide too, and another
+                # database of the test cluster may have created it already. In
+                # a fresh Supabase project `postgres` creates it itself (the
+                # bundle's first run) and so administers it; here the owner is
+                # given the same standing, or (PostgreSQL 16+) it could not
+                # grant the role to itself.
+                if conn.execute("select from pg_catalog.pg_roles"
+                                " where rolname = 'sessionlog_owner'").fetchone() is not None:
+                    conn.execute(sql.SQL("grant sessionlog_owner to {} with admin option")
+                                 .format(owner))
                 conn.execute(sql.SQL("create role {} login noinherit").format(authenticator))
                 self._created_roles.append(self.authenticator)
                 conn.execute(sql.SQL("grant anon, authenticated, service_role to {}")

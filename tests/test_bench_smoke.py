@@ -1,7 +1,8 @@
 """The benchmark harness runs end to end (``--quick``: a few calls per case).
 
 Benchmarks are not tests: this checks that every case runs and lands in the
-results table, and asserts no time and no ratio.
+results table, and asserts no time and no ratio. It takes about 10 s, so it
+runs with ``--long`` (as CI does).
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bench import run
 from bench.pgbench import SCRIPTS
 from bench.phases import CONCURRENT_CASES, GROWTH_CASES, RTT_CASES
 from bench.workloads import single_cases
 
 
+@pytest.mark.bench
 def test_quick_run_reports_every_case(tmp_path: Path, capsys) -> None:
     assert run.main(["--quick", "--out", str(tmp_path)]) == 0
 

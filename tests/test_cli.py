@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 from click.testing import CliRunner, Result
-from sessionlog import SessionLog, cli, embedded, migrations
+from sessionlog import SessionLog, _cli_common, _cli_data, cli, embedded, migrations
 from sessionlog.errors import ConnectionFailed
 
 from tests.pgserver import default_bindir
@@ -118,7 +118,7 @@ def test_history_lists_messages_in_position_order(dsn):
 def test_history_all_pages_through_every_message(dsn, monkeypatch):
     for i in range(5):
         run(dsn, "log", "alice", "chat-1", "user", str(i))
-    monkeypatch.setattr(cli, "_PAGE", 2)
+    monkeypatch.setattr(_cli_common, "PAGE", 2)
     listing = ok_json(dsn, "history", "chat-1", "--user", "alice", "--all")
     assert [m["content"] for m in listing] == ["0", "1", "2", "3", "4"]
     assert ok_json(dsn, "history", "unknown", "--user", "alice") == []
@@ -182,7 +182,7 @@ def test_unexpected_exception_is_one_line_too(dsn, monkeypatch):
         raise RuntimeError("something broke")
 
     monkeypatch.setattr(SessionLog, "log_message", boom)
-    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    monkeypatch.delenv(_cli_common.DEBUG_ENV, raising=False)
     line = refused(run(dsn, "log", "alice", "chat-1", "user", "hi"))
     assert "RuntimeError: something broke" in line
 
@@ -446,7 +446,7 @@ def test_import_from_stdin_and_progress_bar(dsn, db, tmp_path, monkeypatch):
     path = tmp_path / "m.jsonl"
     path.write_text(data)
     assert "importing" not in run(dsn, "import", str(path)).stderr  # not a TTY: no bar
-    monkeypatch.setattr(cli, "_stderr_is_tty", lambda: True)
+    monkeypatch.setattr(_cli_data, "_stderr_is_tty", lambda: True)
     shown = run(dsn, "import", str(path))
     assert shown.exit_code == 0 and "importing" in shown.stderr
     assert pairs(shown.stdout)["duplicate"] == "5"
@@ -522,7 +522,7 @@ def test_export_pages_through_sessions_sharing_a_timestamp(dsn, monkeypatch):
     with SessionLog(dsn) as log:  # one call, one timestamp for three sessions
         log.log_messages(messages=[one("c"), one("d"), one("e")])
     run(dsn, "log", "alice", "f", "user", "f")
-    monkeypatch.setattr(cli, "_PAGE", 2)
+    monkeypatch.setattr(_cli_common, "PAGE", 2)
     lines = [json.loads(x) for x in run(dsn, "export", "--user", "alice").stdout.splitlines()]
     assert sorted(m["session_id"] for m in lines) == ["a", "b", "c", "d", "e", "f"]
 
@@ -575,7 +575,7 @@ def test_sql_bundle_applies_twice_with_psql_then_works(dsn, db, tmp_path):
 COMMANDS = [
     [], ["migrate"], ["status"], ["server"], ["server", "start"], ["server", "stop"],
     ["server", "status"], ["server", "url"], ["session"], ["session", "create"], ["sessions"],
-    ["log"], ["history"], ["delete-session"], ["forget-user"], ["interaction"], ["vector"],
+    ["log"], ["history"], ["pop"], ["clear"], ["rename"], ["prune"], ["delete-session"], ["forget-user"], ["interaction"], ["vector"],
     ["decision"], ["vectors"], ["decisions"], ["import"], ["export"], ["sql"], ["sql", "bundle"],
 ]
 
@@ -677,5 +677,25 @@ def test_server_commands_on_a_data_dir_with_no_server(tmp_path):
     assert json.loads(status.stdout) == {"running": False, "data_dir": str(data_dir), "uri": None}
     stop = runner.invoke(cli.main, ["--data-dir", str(data_dir), "server", "stop"])
     assert stop.exit_code == 0 and stop.stdout.strip() == "not running"
-    url = runner.invoke(cli.main, ["--data-dir", str(data_dir), "server", "url"])
-    assert refused(url).endswith("(hint: start it with: sessionlog server start)")
+    assert not data_dir.exists()  # looking did not create it
+
+
+def test_json_is_accepted_after_the_command_name(dsn):
+    run(dsn, "log", "alice", "chat-1", "user", "hello")
+    after = run(dsn, "sessions", "alice", "--json")
+    assert after.exit_code == 0, after.output
+    (listed,) = json.loads(after.stdout)
+    assert listed["token"] == "chat-1" and listed["message_count"] == 1
+    nested = run(dsn, "session", "create", "alice", "--session-id", "chat-1", "--json")
+    assert json.loads(nested.stdout)["created"] is False
+
+
+def test_installed_command_has_no_bench_the_checkout_has():
+    """bench/ is a tool of the repository: the installed package never
+    imports it; `python cli.py bench` (a checkout) still runs it."""
+    assert "bench" not in cli.main.commands
+    proc = subprocess.run([sys.executable, str(CLI), "bench", "--help"], check=False, cwd=REPO,
+                          env=env_without_database(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "python -m bench" in proc.stdout

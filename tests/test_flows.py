@@ -81,13 +81,27 @@ def test_vectors_and_decisions_list_newest_first(db):
                                           max_rows=2)] == [0.2, 0.1]
 
 
-def test_vector_and_decision_writes_move_the_sessions_last_activity(db):
+WRITES_UNDER_A_SESSION = {
+    "log_message": dict(user_id="u", session_id="s", role="user", content="x"),
+    "log_messages": dict(messages=[{"user_id": "u", "session_id": "s", "role": "user",
+                                    "content": "x"}]),
+    "log_interaction": dict(user_id="u", session_id="s", prompt="p", response="r"),
+    "store_behavioral_vector": dict(user_id="u", session_id="s", vector="{1}"),
+    "store_auth_decision": dict(user_id="u", session_id="s", decision="allow"),
+}
+
+
+@pytest.mark.parametrize("fn", WRITES_UNDER_A_SESSION)
+def test_every_write_under_a_session_moves_its_last_activity(db, fn):
     call_one(db, "create_session", user_id="u", session_id="s")
-    before = db.execute("select last_activity_at from sessionlog.sessions").fetchone()
+    call_one(db, "create_session", user_id="u", session_id="other")
+    activity = "select token, last_activity_at from sessionlog.sessions order by token"
+    before = {r["token"]: r["last_activity_at"] for r in db.execute(activity).fetchall()}
     db.execute("select pg_sleep(0.01)")
-    call_one(db, "store_auth_decision", user_id="u", session_id="s", decision="allow")
-    after = db.execute("select last_activity_at from sessionlog.sessions").fetchone()
-    assert after["last_activity_at"] > before["last_activity_at"]
+    call(db, fn, **WRITES_UNDER_A_SESSION[fn])
+    after = {r["token"]: r["last_activity_at"] for r in db.execute(activity).fetchall()}
+    assert after["s"] > before["s"]
+    assert after["other"] == before["other"]  # only the session written to
 
 
 def test_interaction_without_a_user_is_refused_for_a_trusted_caller(db):

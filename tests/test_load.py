@@ -31,7 +31,8 @@ from tests.pgserver import default_bindir
 from tests.test_faults import violations
 from tests.test_isolation import show_figures
 
-LOAD_SECONDS = int(os.environ.get("SESSIONLOG_LOAD_SECONDS", "8"))
+# A few seconds already mix every script many times over; --long runs 120 s.
+LOAD_SECONDS = int(os.environ.get("SESSIONLOG_LOAD_SECONDS", "3"))
 LONG_LOAD_SECONDS = 120
 CLIENTS = 8
 # One pgbench thread drives the 8 connections: pgbench adds up its per-script

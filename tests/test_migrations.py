@@ -1,12 +1,14 @@
 """Migrations: upgrade from empty, a second upgrade is a no-op, rollback to
 empty removes every object of ours, upgrade again works, two migrations at
 once agree; and the catalog keeps the promises of DESIGN.md (indexed foreign
-keys, RLS everywhere, pinned search_path, SECURITY INVOKER, EXECUTE grants)."""
+keys, RLS forced everywhere, pinned search_path, SECURITY INVOKER entry points
+over SECURITY DEFINER functions owned by sessionlog_owner, EXECUTE grants).
+The upgrade of a v1 install with data is tests/test_security_upgrade.py."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -25,9 +27,10 @@ OUR_SCHEMAS = ("public", "sessionlog")
 
 
 @pytest.fixture
-def empty_dsn(dsn: str) -> Iterator[str]:
+def empty_dsn(pg_server) -> Iterator[str]:
     """A brand-new empty database on the test server, dropped afterwards."""
     name = f"sessionlog_empty_{uuid.uuid4().hex[:12]}"
+    dsn = pg_server.dsn()
     admin = make_conninfo(dsn, dbname="postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {} template template0").format(sql.Identifier(name)))
@@ -82,7 +85,8 @@ def applied_migrations(dsn: str) -> list[str]:
 
 def test_upgrade_from_empty_applies_every_migration_and_the_functions_work(empty_dsn):
     result = sessionlog.migrate(empty_dsn)
-    assert result.applied == MIGRATIONS == ["0001_roles", "0002_core", "0003_strict_id_check"]
+    assert result.applied == MIGRATIONS == ["0001_roles", "0002_core", "0003_strict_id_check",
+                                            "0004_definer_functions", "0005_conversation_verbs"]
     assert result.functions == len(function_files())
     assert applied_migrations(empty_dsn) == MIGRATIONS
     row = log_one(empty_dsn)
@@ -120,20 +124,30 @@ def test_rollback_to_empty_removes_every_object_and_upgrade_works_again(empty_ds
 
 def test_rollback_of_all_but_the_roles_migration_keeps_the_roles(empty_dsn):
     sessionlog.migrate(empty_dsn)
-    assert sessionlog.rollback(empty_dsn, count=2) == ["0003_strict_id_check", "0002_core"]
+    assert sessionlog.rollback(empty_dsn, count=4) == ["0005_conversation_verbs",
+                                                       "0004_definer_functions",
+                                                       "0003_strict_id_check", "0002_core"]
     assert applied_migrations(empty_dsn) == ["0001_roles"]
     with psycopg.connect(empty_dsn) as conn:
         assert conn.execute("select to_regnamespace('sessionlog')").fetchone() == (None,)
-    assert sessionlog.migrate(empty_dsn).applied == ["0002_core", "0003_strict_id_check"]
+        assert conn.execute("select count(*) from pg_roles where rolname in"
+                            " ('anon', 'authenticated', 'service_role')").fetchone() == (3,)
+    assert sessionlog.migrate(empty_dsn).applied == ["0002_core", "0003_strict_id_check",
+                                                     "0004_definer_functions",
+                                                     "0005_conversation_verbs"]
     assert log_one(empty_dsn)["position"] == 1
 
 
 def test_rollback_of_the_strict_id_check_calls_it_for_null_again(empty_dsn):
     sessionlog.migrate(empty_dsn)
     assert validity_checks_of_a_message_without_key(empty_dsn) == 0
-    assert sessionlog.rollback(empty_dsn, count=1) == ["0003_strict_id_check"]
+    assert sessionlog.rollback(empty_dsn, count=3) == ["0005_conversation_verbs",
+                                                       "0004_definer_functions",
+                                                       "0003_strict_id_check"]
     assert validity_checks_of_a_message_without_key(empty_dsn) == 1
-    assert sessionlog.migrate(empty_dsn).applied == ["0003_strict_id_check"]
+    assert sessionlog.migrate(empty_dsn).applied == ["0003_strict_id_check",
+                                                     "0004_definer_functions",
+                                                     "0005_conversation_verbs"]
     assert validity_checks_of_a_message_without_key(empty_dsn) == 0
 
 
@@ -167,12 +181,13 @@ def test_two_concurrent_migrations_of_an_empty_database_both_succeed(empty_dsn, 
     assert log_one(empty_dsn)["position"] == 1
 
 
-def test_concurrent_migrations_of_a_migrated_database_change_nothing(db, dsn):
-    before = catalog(dsn)
-    results = run_together([lambda: sessionlog.migrate(dsn)] * 3, timeout=60)
+def test_concurrent_migrations_of_a_migrated_database_change_nothing(fresh_db, fresh_dsn):
+    # A fresh copy: re-applying the function files rewrites their catalog rows.
+    before = catalog(fresh_dsn)
+    results = run_together([lambda: sessionlog.migrate(fresh_dsn)] * 3, timeout=60)
     assert [r.applied for r in results] == [[], [], []]
-    assert catalog(dsn) == before
-    assert table_counts(db) == dict.fromkeys(table_counts(db), 0)
+    assert catalog(fresh_dsn) == before
+    assert table_counts(fresh_db) == dict.fromkeys(table_counts(fresh_db), 0)
 
 
 # --- what the migrated catalog promises -------------------------------------
@@ -193,12 +208,15 @@ def test_every_foreign_key_has_an_index_starting_with_its_columns(db):
         assert covering, f"foreign key {fk['conname']} of {fk['table_name']} has no index"
 
 
-def test_row_level_security_is_enabled_on_every_table_with_own_rows_policies(db):
-    tables = db.execute("""
-        select c.relname, c.relrowsecurity,
-               (select count(*) from pg_policies p
-                where p.schemaname = 'sessionlog' and p.tablename = c.relname
-                  and 'authenticated' = any (p.roles)) as policies
+def test_row_level_security_is_forced_on_every_table_with_acting_user_policies(db):
+    tables = db.execute(r"""
+        select c.relname, c.relrowsecurity, c.relforcerowsecurity,
+               c.relowner::regrole::text as owner,
+               array(select p.policyname || ' to ' || array_to_string(p.roles, ',')
+                     from pg_policies p
+                     where p.schemaname = 'sessionlog' and p.tablename = c.relname
+                       and p.qual = p.with_check
+                       and p.qual ~ 'request\.jwt\.claims') as policies
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = 'sessionlog' and c.relkind in ('r', 'p')
         order by c.relname""").fetchall()
@@ -206,7 +224,10 @@ def test_row_level_security_is_enabled_on_every_table_with_own_rows_policies(db)
                                               "behavioral_vectors", "auth_decisions"}
     for table in tables:
         assert table["relrowsecurity"], f"RLS is off on {table['relname']}"
-        assert table["policies"] >= 1, f"no policy for authenticated on {table['relname']}"
+        # Forced: it binds the owner, so the definer functions too.
+        assert table["relforcerowsecurity"], f"RLS is not forced on {table['relname']}"
+        assert table["owner"] == "sessionlog_owner", table
+        assert table["policies"] == ["acting_user_rows to public"], table
 
 
 def test_no_table_is_in_an_exposed_schema(db):
@@ -215,16 +236,23 @@ def test_no_table_is_in_an_exposed_schema(db):
         where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm', 'f')""").fetchall() == []
 
 
-def test_every_function_pins_search_path_and_is_security_invoker(db):
+def test_every_function_pins_search_path_and_only_the_sessionlog_twins_are_definers(db):
     functions = db.execute("""
-        select p.oid::regprocedure::text as name, p.prosecdef, p.proconfig
+        select n.nspname, p.proname, p.oid::regprocedure::text as name, p.prosecdef,
+               p.proconfig, p.proowner::regrole::text as owner
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
         where n.nspname in ('public', 'sessionlog')""").fetchall()
-    names = {f["name"].split("(")[0] for f in functions}
+    api = {f["proname"] for f in functions if f["nspname"] == "public"}
     assert {"log_message", "log_messages", "create_session", "get_messages", "list_sessions",
-            "delete_session", "forget_user"} <= names
+            "delete_session", "forget_user"} <= api
+    twins = {f["proname"] for f in functions
+             if f["nspname"] == "sessionlog" and not f["proname"].startswith("_")}
+    assert twins == api  # each entry point has its definer function, and only those exist
     for function in functions:
-        assert not function["prosecdef"], f"{function['name']} is SECURITY DEFINER"
+        is_twin = function["nspname"] == "sessionlog" and function["proname"] in api
+        assert function["prosecdef"] == is_twin, function
+        if function["nspname"] == "sessionlog":
+            assert function["owner"] == "sessionlog_owner", function
         assert any(setting.startswith("search_path=") for setting in function["proconfig"] or []), (
             f"{function['name']} has no fixed search_path")
 
@@ -239,24 +267,59 @@ def test_public_functions_are_volatile_and_not_overloaded(db):
         assert function["overloads"] == 1, function
 
 
-def test_execute_on_public_functions_is_granted_to_authenticated_and_service_role_only(db):
+#: DESIGN.md: only the trusted engine (service_role, the owner) runs these.
+BEHAVIORAL = {"store_behavioral_vector", "store_auth_decision", "get_behavioral_vectors",
+              "get_auth_decisions", "auth_decision_summary"}
+
+
+def test_execute_is_granted_per_function_as_design_lists_it(db):
+    """The entry point in public and its definer twin in sessionlog carry the
+    same grants: the conversation API to authenticated and service_role, the
+    behavioral-auth functions to service_role only."""
     functions = db.execute("""
-        select p.oid::regprocedure::text as name,
+        select n.nspname, p.proname, p.oid::regprocedure::text as name,
                array(select coalesce(g.grantee::regrole::text, 'PUBLIC')
                      from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) g
                      where g.privilege_type = 'EXECUTE' and g.grantee <> p.proowner
                      order by 1) as grantees
-        from pg_proc p where p.pronamespace = 'public'::regnamespace""").fetchall()
-    assert len(functions) >= 7
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = 'public'
+           or n.nspname = 'sessionlog' and not starts_with(p.proname, '_')""").fetchall()
+    assert len(functions) >= 14
+    assert BEHAVIORAL <= {f["proname"] for f in functions}
     for function in functions:
         # aclexplode names PUBLIC as grantee 0, which regrole prints as "-".
-        assert function["grantees"] == ["authenticated", "service_role"], function
-    for role, allowed in [("anon", False), ("authenticated", True), ("service_role", True)]:
-        refused = db.execute("""
+        expected = (["service_role"] if function["proname"] in BEHAVIORAL
+                    else ["authenticated", "service_role"])
+        assert function["grantees"] == expected, function
+    for role in ("anon", "authenticated", "service_role"):
+        wrong = db.execute("""
             select p.oid::regprocedure::text from pg_proc p
             where p.pronamespace = 'public'::regnamespace
-              and has_function_privilege(%s, p.oid, 'execute') <> %s""", [role, allowed]).fetchall()
-        assert refused == [], (role, refused)
+              and has_function_privilege(%s, p.oid, 'execute')
+                  <> (%s = 'service_role' or %s = 'authenticated' and not p.proname = any(%s))""",
+            [role, role, role, list(BEHAVIORAL)]).fetchall()
+        assert wrong == [], (role, wrong)
+
+
+def test_the_private_helpers_are_executable_by_their_owner_only(db):
+    rows = db.execute("""
+        select p.oid::regprocedure::text as name, p.proowner::regrole::text as owner,
+               array(select coalesce(g.grantee::regrole::text, 'PUBLIC')
+                     from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) g
+                     where g.privilege_type = 'EXECUTE' and g.grantee <> p.proowner) as grantees
+        from pg_proc p
+        where p.pronamespace = 'sessionlog'::regnamespace and starts_with(p.proname, '_')
+        """).fetchall()
+    assert len(rows) > 10
+    for row in rows:
+        assert (row["owner"], row["grantees"]) == ("sessionlog_owner", []), row
+
+
+def test_the_owner_role_is_nologin_and_cannot_skip_row_level_security(db):
+    role = db.execute("select rolcanlogin, rolsuper, rolbypassrls from pg_roles"
+                      " where rolname = 'sessionlog_owner'").fetchone()
+    assert role == {"rolcanlogin": False, "rolsuper": False, "rolbypassrls": False}
 
 
 def test_anon_cannot_call_the_functions(db):
@@ -268,3 +331,28 @@ def test_anon_cannot_call_the_functions(db):
     finally:
         db.execute("reset role")
     assert table_counts(db)["messages"] == 0
+
+
+# --- PostgREST hears about it ------------------------------------------------
+
+def pgrst_notifications(dsn: str, action: Callable[[], object]) -> list[str]:
+    """The payloads sent on channel pgrst (as a running PostgREST listens)
+    while ``action`` runs."""
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("listen pgrst")
+        action()
+        return [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+
+
+def test_migrate_tells_postgrest_to_reload_its_schema(empty_dsn):
+    assert pgrst_notifications(empty_dsn, lambda: sessionlog.migrate(empty_dsn)) == \
+        ["reload schema"]
+    # Again with nothing to apply: the functions are re-created, so again.
+    assert pgrst_notifications(empty_dsn, lambda: sessionlog.migrate(empty_dsn)) == \
+        ["reload schema"]
+
+
+def test_rollback_tells_postgrest_to_reload_its_schema(empty_dsn):
+    sessionlog.migrate(empty_dsn)
+    assert pgrst_notifications(empty_dsn, lambda: sessionlog.rollback(empty_dsn, count=1)) == \
+        ["reload schema"]

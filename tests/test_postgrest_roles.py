@@ -5,12 +5,18 @@ the function called with named arguments read from a JSON body
 (tests/postgrest_stub.call_rpc, the SQL half of the PostgREST stand-in).
 
 - anon executes nothing;
-- authenticated acts only as the JWT subject: user_id omitted, JSON null or
-  equal to ``sub`` is fine, another user is 42501 and nothing is written;
-  another user's session is 42501 for writes and does not exist for reads
-  and deletes;
+- authenticated executes the conversation API only, and acts only as the
+  JWT subject: user_id omitted, JSON null or equal to ``sub`` is fine,
+  another user is 42501 and nothing is written; another user's session is
+  42501 for writes and does not exist for reads and deletes. The
+  behavioral-auth functions are 42501 for it, and nothing is written: a
+  signed-in user cannot forge its own authentication evidence;
 - service_role acts for any user (and must name it), as does a plain login
-  role granted service_role once it has run ``SET ROLE service_role``.
+  role granted service_role, with or without ``SET ROLE service_role``.
+
+tests/test_security.py holds the full matrix (every role x every function
+found in pg_proc, every table privilege); this module follows one user's
+requests the way PostgREST runs them.
 """
 
 from __future__ import annotations
@@ -35,10 +41,17 @@ WRITERS = ("create_session", "log_message", "log_messages", "log_interaction",
            "store_behavioral_vector", "store_auth_decision")
 SESSION_READERS = ("get_messages", "get_behavioral_vectors", "get_auth_decisions")
 USER_READERS = ("list_sessions", "auth_decision_summary")
-# In the order a user's life runs: write, read, delete.
-FUNCTIONS = WRITERS + SESSION_READERS + USER_READERS + ("delete_session", "forget_user")
+# Conversation verbs: change or empty an existing session, prune old ones.
+VERBS = ("update_session", "pop_message", "clear_messages", "prune_sessions")
+# In the order a user's life runs: write, read, change, delete.
+FUNCTIONS = WRITERS + SESSION_READERS + USER_READERS + VERBS + ("delete_session", "forget_user")
 # Functions that need to know the user even when the session is a UUID.
 NEED_USER = WRITERS + USER_READERS + ("forget_user",)
+# The behavioral-auth engine's functions: service_role (and the owner) only.
+BEHAVIORAL = ("store_behavioral_vector", "store_auth_decision", "get_behavioral_vectors",
+              "get_auth_decisions", "auth_decision_summary")
+# What a signed-in user may call: the conversation API, on its own data.
+CONVERSATION = tuple(fn for fn in FUNCTIONS if fn not in BEHAVIORAL)
 
 UNSET = object()
 
@@ -60,6 +73,10 @@ def body(fn: str, user: Any = UNSET, session: str = BOB_CHAT) -> dict[str, Any]:
         "get_auth_decisions": {**who, **at},
         "list_sessions": {**who, "max_rows": 10},
         "auth_decision_summary": {**who},
+        "update_session": {**who, **at, "title": "renamed", "metadata": {"k": 1}},
+        "pop_message": {**who, **at},
+        "clear_messages": {**who, **at},
+        "prune_sessions": {**who, "inactive_before": "2000-01-01T00:00:00Z", "max_sessions": 10},
         "delete_session": {**who, **at},
         "forget_user": {**who},
     }[fn]
@@ -144,26 +161,45 @@ def test_authenticated_acts_as_the_jwt_subject(authenticator: psycopg.Connection
                                                user: Any) -> None:
     rpc = as_role(authenticator, "authenticated", sub=BOB, aud="authenticated")
     alice_before = {t: v for t, v in snapshot(db).items()}
-    results = {fn: rpc(fn, body(fn, user=user)) for fn in WRITERS}
+    results = {fn: rpc(fn, body(fn, user=user)) for fn in WRITERS if fn in CONVERSATION}
     assert owners(db) == {ALICE, BOB}
     assert results["create_session"]["user_id"] == BOB
-    assert results["store_auth_decision"]["decision"] == "block"
     session_id = results["create_session"]["session_id"]
     assert all(r["session_id"] == session_id for r in results["log_messages"])
 
     messages = rpc("get_messages", body("get_messages", user=user))
     assert [m["content"] for m in messages] == ["hi", "a", "b", "2+2?", "4"]
-    assert len(rpc("get_behavioral_vectors", body("get_behavioral_vectors", user=user))) == 1
-    assert len(rpc("get_auth_decisions", body("get_auth_decisions", user=user))) == 1
     sessions = rpc("list_sessions", body("list_sessions", user=user))
     assert [(s["user_id"], s["session_id"]) for s in sessions] == [(BOB, session_id)]
-    summary = rpc("auth_decision_summary", body("auth_decision_summary", user=user))
-    assert {row["decision"]: row["decisions"] for row in summary}["block"] == 1
 
     assert rpc("delete_session", body("delete_session", user=user))["messages_deleted"] == 5
     assert rpc("forget_user", body("forget_user", user=user))["user_deleted"]
     assert owners(db) == {ALICE}
     assert snapshot(db) == alice_before
+
+
+@pytest.mark.parametrize("user", [UNSET, BOB, ALICE], ids=["user_id omitted", "user_id = sub",
+                                                          "another user"])
+def test_authenticated_may_not_call_the_behavioral_auth_functions(
+        authenticator: psycopg.Connection, db: psycopg.Connection, alice_session: str,
+        user: Any) -> None:
+    """Only the trusted engine writes (and reads) authentication evidence:
+    a signed-in user forging ``decision => 'allow'`` for itself gets 42501."""
+    rpc = as_role(authenticator, "authenticated", sub=BOB, aud="authenticated")
+    rpc("log_message", body("log_message"))  # bob has a session of his own
+    before = snapshot(db)
+
+    def check(fn: str) -> None:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as raised:
+            rpc(fn, body(fn, user=user))
+        assert f"permission denied for function {fn}" in str(raised.value)
+        assert snapshot(db) == before
+
+    for_each(BEHAVIORAL, check)
+    forged = {"session_id": BOB_CHAT, "decision": "allow", "confidence": 1}
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        rpc("store_auth_decision", forged)
+    assert snapshot(db) == before
 
 
 def test_authenticated_naming_another_user_is_refused_and_writes_nothing(
@@ -178,7 +214,7 @@ def test_authenticated_naming_another_user_is_refused_and_writes_nothing(
         assert raised.value.diag.message_hint
         assert snapshot(db) == before
 
-    for_each(FUNCTIONS, check)
+    for_each(CONVERSATION, check)
 
 
 def test_authenticated_write_into_another_users_session_is_refused(
@@ -192,7 +228,7 @@ def test_authenticated_write_into_another_users_session_is_refused(
         assert alice_session in raised.value.diag.message_primary
         assert snapshot(db) == before
 
-    for_each(WRITERS, check)
+    for_each([fn for fn in WRITERS if fn in CONVERSATION], check)
 
 
 def test_authenticated_reads_of_another_users_session_find_nothing(
@@ -204,10 +240,9 @@ def test_authenticated_reads_of_another_users_session_find_nothing(
         assert len(alice(fn, body(fn, session=alice_session))) == 1
         assert bob(fn, body(fn, session=alice_session)) == []
 
-    for_each(SESSION_READERS, check)
+    for_each([fn for fn in SESSION_READERS if fn in CONVERSATION], check)
+    assert len(alice("list_sessions", body("list_sessions"))) == 1
     assert bob("list_sessions", body("list_sessions")) == []
-    summary = bob("auth_decision_summary", body("auth_decision_summary"))
-    assert [row["decisions"] for row in summary] == [0, 0, 0, 0]
 
 
 def test_authenticated_delete_of_another_users_session_deletes_nothing(
@@ -227,8 +262,11 @@ def test_authenticated_without_a_subject_is_refused(authenticator: psycopg.Conne
     before = snapshot(db)
 
     def check(fn: str) -> None:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as raised:
             rpc(fn, body(fn, session=alice_session))
+        expected = ("permission denied for function" if fn in BEHAVIORAL
+                    else "no valid authenticated user")
+        assert expected in raised.value.diag.message_primary
         assert snapshot(db) == before
 
     for_each(FUNCTIONS, check)
@@ -304,14 +342,37 @@ def test_login_role_granted_service_role_acts_for_any_user_after_set_role(
     assert [m["content"] for m in got] == ["mine"]
 
 
-def test_login_role_without_set_role_is_refused_because_bypassrls_is_not_inherited(
+def test_login_role_granted_service_role_acts_for_any_user_without_set_role(
         backend: psycopg.Connection, db: psycopg.Connection, alice_session: str) -> None:
-    before = snapshot(db)
-
+    """Its membership in service_role makes it trusted: the definer functions
+    do the work, so no BYPASSRLS (which is not inherited) is needed."""
     def check(fn: str) -> None:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            call_rpc(backend, fn, body(fn, user=ALICE, session=alice_session),
-                     role=None, claims=None)
-        assert snapshot(db) == before
+        call_rpc(backend, fn, body(fn, user="carol"), role=None, claims=None)
+        if fn in WRITERS:
+            assert "carol" in owners(db)
 
     for_each(FUNCTIONS, check)
+    assert owners(db) == {ALICE}  # forget_user, last, removed carol
+    got = call_rpc(backend, "get_messages", body("get_messages", session=alice_session),
+                   role=None, claims=None)
+    assert [m["content"] for m in got] == ["mine"]
+
+
+def test_login_role_without_service_role_can_call_nothing(
+        dsn: str, db: psycopg.Connection, alice_session: str) -> None:
+    name = f"stranger_{uuid.uuid4().hex[:12]}"
+    db.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(make_conninfo(dsn, user=name), autocommit=True) as stranger:
+            before = snapshot(db)
+
+            def check(fn: str) -> None:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege) as raised:
+                    call_rpc(stranger, fn, body(fn, user=ALICE, session=alice_session),
+                             role=None, claims=None)
+                assert f"permission denied for function {fn}" in str(raised.value)
+                assert snapshot(db) == before
+
+            for_each(FUNCTIONS, check)
+    finally:
+        db.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))

@@ -3,16 +3,20 @@ and the command-line block, against this test's database."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from sessionlog import embedded
 from sessionlog.cli import main
 from tests.postgrest_stub import PostgrestStub, sign_jwt
 
@@ -76,3 +80,64 @@ def test_readme_command_line_block_runs(dsn, tmp_path, monkeypatch):
         ran += 1
     assert ran >= 10
     assert "create or replace function public.log_message" in Path("sessionlog.sql").read_text()
+
+
+def test_every_readme_block_runs_as_pasted_in_a_fresh_clone(tmp_path):
+    """After the two fresh-machine commands (a clone whose .venv has
+    sessionlog installed, a fresh HOME, no DATABASE_URL): the first command's
+    log, then every block in README order, each as a user pastes it: the sh
+    blocks into bash, the SQL into psql "$(.venv/bin/sessionlog server url)",
+    the Python blocks into .venv/bin/python (Supabase's against the test
+    suite's PostgREST stand-in)."""
+    from tests.test_cli import psql_bin
+    from tests.test_first_hour import clean_env, copy_of_repository
+
+    root = Path(tempfile.mkdtemp(prefix="sessionlog-readme-", dir="/tmp"))
+    clone = copy_of_repository(root / "clone", Path(sys.prefix))
+    home = root / "home"
+    home.mkdir()
+    env = clean_env(HOME=str(home))
+
+    def sh(script: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=clone,
+                              env={**env, **extra}, capture_output=True, text=True,
+                              timeout=300)
+
+    try:
+        fresh = blocks("sh")[0].strip().splitlines()[0].rsplit("&&", 1)[1]
+        first = sh(fresh)
+        assert first.returncode == 0, first.stderr
+        row = dict(line.split(None, 1) for line in first.stdout.splitlines() if line.strip())
+        assert (row["position"], row["session_created"]) == ("1", "true"), first.stdout
+
+        (clone / "block.sql").write_text(blocks("sql")[0])
+        psql = sh(f'"{psql_bin()}" "$(.venv/bin/sessionlog server url)" -X -q '
+                  "-v ON_ERROR_STOP=1 -f block.sql")
+        assert psql.returncode == 0, psql.stderr
+
+        for index, code in enumerate(blocks("python")[:2]):
+            (clone / f"example{index}.py").write_text(code)
+            ran = sh(f".venv/bin/python example{index}.py")
+            assert ran.returncode == 0, ran.stderr
+            assert ran.stdout.strip()
+
+        dsn = sh(".venv/bin/sessionlog server url").stdout.strip()
+        with PostgrestStub(dsn) as api:
+            (clone / "supabase_example.py").write_text(blocks("python")[2])
+            ran = sh(".venv/bin/python -W ignore supabase_example.py", SUPABASE_URL=api.url,
+                     SUPABASE_SERVICE_KEY=sign_jwt({"role": "service_role"}))
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.strip() == "block"
+
+        command_line = sh(blocks("sh")[1])
+        assert command_line.returncode == 0, command_line.stderr
+        assert "create or replace function public.log_message" in \
+            (clone / "sessionlog.sql").read_text()
+        assert (clone / "alice.jsonl").read_text().count("\n") >= 3
+    finally:
+        stopped = sh(".venv/bin/sessionlog --json server stop")
+        if stopped.stdout.strip():
+            data_dir = Path(json.loads(stopped.stdout)["data_dir"])
+            if data_dir.parent.parent == embedded.ROOT_DATA_PARENT:
+                shutil.rmtree(data_dir.parent, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,8 +1,9 @@
 """``SupabaseSessionLog`` with the real supabase-py client, against the
 PostgREST stand-in of tests/postgrest_stub.py: the same results and error
 classes as ``SessionLog``, PostgREST's HTTP statuses, and the role model of
-DESIGN.md (anon: nothing; authenticated: only as the JWT subject;
-service_role: any user)."""
+DESIGN.md (anon: nothing; authenticated: the conversation API only, only as
+the JWT subject, never the behavioral-auth functions; service_role: any
+user)."""
 
 from __future__ import annotations
 
@@ -239,15 +240,17 @@ def test_unknown_parameter_is_pgrst202_not_found(api: PostgrestStub,
 
 
 def test_unreachable_endpoint_raises_connection_failed() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = create_client(f"http://127.0.0.1:{port}", SERVICE_KEY)
-    try:
-        with pytest.raises(ConnectionFailed):
-            SupabaseSessionLog(client).list_sessions(user_id="u")
-    finally:
-        client.postgrest.aclose()
+    # A port held bound but never listening refuses every connection, and
+    # no other process can take it while the test runs.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        client = create_client(f"http://127.0.0.1:{port}", SERVICE_KEY)
+        try:
+            with pytest.raises(ConnectionFailed):
+                SupabaseSessionLog(client).list_sessions(user_id="u")
+        finally:
+            client.postgrest.aclose()
 
 
 # --- roles -------------------------------------------------------------------
@@ -263,6 +266,10 @@ ALL_CALLS: dict[str, dict[str, Any]] = {
     "get_behavioral_vectors": dict(session_id="s"),
     "get_auth_decisions": dict(session_id="s"),
     "list_sessions": dict(),
+    "update_session": dict(session_id="s", title="t"),
+    "pop_message": dict(session_id="s"),
+    "clear_messages": dict(session_id="s"),
+    "prune_sessions": dict(inactive_before="2000-01-01T00:00:00+00:00"),  # also a raw JSON body
     "delete_session": dict(session_id="s"),
     "forget_user": dict(),
 }
@@ -285,17 +292,88 @@ def test_anon_can_call_nothing(anon: SupabaseSessionLog, api: PostgrestStub,
     assert snapshot(db) == before
 
 
+#: The behavioral-auth engine's functions: for a service-key backend only.
+BEHAVIORAL = ("store_behavioral_vector", "store_auth_decision", "get_behavioral_vectors",
+              "get_auth_decisions")
+CONVERSATION = [method for method in ALL_CALLS if method not in BEHAVIORAL]
+
+
 def test_authenticated_user_id_defaults_to_the_jwt_subject(
-        as_user: Callable[[str], SupabaseSessionLog], db: psycopg.Connection) -> None:
+        as_user: Callable[[str], SupabaseSessionLog], service: SupabaseSessionLog,
+        db: psycopg.Connection) -> None:
     alice = as_user("alice")
 
-    def check(method: str) -> None:
-        alice.log_message(session_id="s", role="user", content="seed")
-        getattr(alice, method)(**ALL_CALLS[method])
-        owners = db.execute("select distinct user_id from sessionlog.sessions").fetchall()
-        assert {row["user_id"] for row in owners} <= {"alice"}
+    def bobs_rows() -> list[dict[str, Any]]:
+        return db.execute("select 'session' as kind, id::text, token, title, metadata::text"
+                          " from sessionlog.sessions where user_id = 'bob' union all"
+                          " select 'message', id::text, null, content, metadata::text"
+                          " from sessionlog.messages where user_id = 'bob' union all"
+                          " select 'vector', id::text, null, event_type, metadata::text"
+                          " from sessionlog.behavioral_vectors where user_id = 'bob' union all"
+                          " select 'decision', id::text, null, decision, metadata::text"
+                          " from sessionlog.auth_decisions where user_id = 'bob' order by 1, 2"
+                          ).fetchall()
 
-    for_each(ALL_CALLS, check)
+    def check(method: str) -> None:
+        # Bob has a session of the same name with rows of every kind: a call
+        # that fell back to any user but the subject would find or change it.
+        for user in ("alice", "bob"):
+            service.log_message(user_id=user, session_id="s", role="user", content=user)
+            service.store_behavioral_vector(user_id=user, session_id="s", vector=[1],
+                                            event_type=user)
+            service.store_auth_decision(user_id=user, session_id="s", decision="allow",
+                                        metadata={"owner": user})
+        bob_before = bobs_rows()
+        alices = {row["id"] for row in db.execute(
+            "select id from sessionlog.sessions where user_id = 'alice'").fetchall()}
+        result = getattr(alice, method)(**ALL_CALLS[method])
+        assert bobs_rows() == bob_before, method
+        owners = db.execute("select distinct user_id from sessionlog.sessions").fetchall()
+        assert {row["user_id"] for row in owners} <= {"alice", "bob"}
+        if method in ("forget_user",):
+            assert result.user_deleted and result.sessions_deleted == len(alices)
+        elif method == "list_sessions":
+            assert {s.session_id for s in result} == alices
+        elif method == "get_messages":
+            marks = {m.content for m in result}
+            assert "alice" in marks and "bob" not in marks
+        elif method == "get_behavioral_vectors":
+            marks = {v.event_type for v in result}
+            assert "alice" in marks and "bob" not in marks
+        elif method == "get_auth_decisions":
+            marks = {d.metadata.get("owner") for d in result}
+            assert "alice" in marks and "bob" not in marks
+        elif method == "delete_session":
+            assert result.deleted
+        elif method == "log_messages":
+            assert {r.session_id for r in result} <= alices
+        else:
+            assert result.session_id in alices
+
+    for_each(CONVERSATION, check)
+
+
+def test_authenticated_may_not_call_the_behavioral_auth_functions(
+        as_user: Callable[[str], SupabaseSessionLog], api: PostgrestStub,
+        db: psycopg.Connection) -> None:
+    alice = as_user("alice")
+    alice.log_message(session_id="s", role="user", content="seed")
+    before = snapshot(db)
+
+    def check(method: str) -> None:
+        with pytest.raises(NotOwner) as raised:
+            getattr(alice, method)(**ALL_CALLS[method])
+        assert raised.value.sqlstate == "42501"
+        assert f"permission denied for function {method}" in raised.value.message
+        response = post(api, method, ALL_CALLS[method], ANON_KEY, token=user_jwt("alice"))
+        assert response.status_code == 403 and response.json()["code"] == "42501"
+        assert snapshot(db) == before
+
+    for_each(BEHAVIORAL, check)
+    # The forgery of the issue: a signed-in user allowing itself.
+    with pytest.raises(NotOwner):
+        alice.store_auth_decision(session_id="s", decision="allow", confidence=1.0)
+    assert snapshot(db) == before
 
 
 def test_authenticated_writes_land_in_the_subjects_rows(
@@ -303,8 +381,6 @@ def test_authenticated_writes_land_in_the_subjects_rows(
     alice = as_user("alice")
     logged = alice.log_message(session_id="chat", role="user", content="hi")
     alice.log_interaction(session_id="chat", prompt="p", response="r")
-    alice.store_behavioral_vector(session_id="chat", vector=[1, 2])
-    alice.store_auth_decision(session_id="chat", decision="allow")
     assert [s.session_id for s in direct.list_sessions(user_id="alice")] == [logged.session_id]
     assert len(direct.get_messages(session_id="chat", user_id="alice")) == 3
     assert alice.get_messages(session_id="chat") == \
@@ -338,7 +414,8 @@ def test_authenticated_other_user_id_is_refused_and_nothing_written(
             args["user_id"] = "bob"
         with pytest.raises(NotOwner) as raised:
             getattr(alice, method)(**args)
-        assert "bob" in raised.value.message
+        assert ("permission denied for function" if method in BEHAVIORAL else "bob") \
+            in raised.value.message
         assert snapshot(db) == before
 
     for_each(ALL_CALLS, check)
@@ -362,7 +439,8 @@ def test_authenticated_write_into_another_users_session_is_refused(
             args["session_id"] = alice_session
         with pytest.raises(NotOwner) as raised:
             getattr(bob, method)(**args)
-        assert alice_session in raised.value.message
+        assert ("permission denied for function" if method in BEHAVIORAL else alice_session) \
+            in raised.value.message
         assert snapshot(db) == before
 
     for_each(WRITERS, check)
@@ -375,10 +453,14 @@ def test_authenticated_reads_of_another_users_session_are_empty(
     direct.store_behavioral_vector(user_id="alice", session_id=alice_session, vector=[1])
     direct.store_auth_decision(user_id="alice", session_id=alice_session, decision="allow")
     alice, bob = as_user("alice"), as_user("bob")
-    for method in ("get_messages", "get_behavioral_vectors", "get_auth_decisions"):
-        assert len(getattr(alice, method)(session_id=alice_session)) == 1, method
-        assert getattr(bob, method)(session_id=alice_session) == [], method
+    assert len(alice.get_messages(session_id=alice_session)) == 1
+    assert bob.get_messages(session_id=alice_session) == []
+    assert len(alice.list_sessions()) == 2  # the fixture's session "s" too
     assert bob.list_sessions() == []
+    for method in ("get_behavioral_vectors", "get_auth_decisions"):  # not even her own
+        for user in (alice, bob):
+            with pytest.raises(NotOwner):
+                getattr(user, method)(session_id=alice_session)
 
 
 def test_authenticated_delete_of_another_users_session_deletes_nothing(
@@ -457,8 +539,37 @@ def seeded(service: SupabaseSessionLog) -> None:
     service.store_auth_decision(user_id="u", session_id="s", decision="allow")
 
 
+# Where each write stores its rows: (table, the result keys naming them).
+STORED_BY: dict[str, tuple[str, tuple[str, ...]]] = {
+    "create_session": ("sessions", ("session_id",)),
+    "log_message": ("messages", ("message_id",)),
+    "log_interaction": ("messages", ("prompt_message_id", "response_message_id")),
+    "store_behavioral_vector": ("behavioral_vectors", ("vector_id",)),
+    "store_auth_decision": ("auth_decisions", ("decision_id",)),
+}
+# Columns that differ between two rows written with the same arguments.
+NEW_EACH_ROW = {"id", "session_id", "created_at", "last_activity_at", "position"}
+# What an omitted optional argument stores (DESIGN.md: NULL, metadata {}).
+STORED_DEFAULTS: dict[str, dict[str, Any]] = {
+    "create_session": dict(title=None, metadata={}, token=None),
+    "log_message": dict(model=None, tokens=None, metadata={}, client_message_id=None),
+    "log_interaction": dict(model=None, tokens=None, metadata={}, client_message_id=None),
+    "store_behavioral_vector": dict(event_type=None, metadata={}),
+    "store_auth_decision": dict(confidence=None, risk_score=None, risk_level=None, metadata={}),
+}
+
+
+def stored_rows(db: psycopg.Connection, fn: str, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows a write stored, as the owner, without what is new each time."""
+    table, keys = STORED_BY[fn]
+    rows = db.execute(f"select * from sessionlog.{table} where id = any (%s::uuid[])"
+                      " order by created_at, id", [[result[k] for k in keys]]).fetchall()
+    assert len(rows) == len(keys), (fn, result, rows)
+    return [{k: v for k, v in row.items() if k not in NEW_EACH_ROW} for row in rows]
+
+
 def test_json_null_for_optional_parameters_of_writes_behaves_like_omitted(
-        connect: Callable[..., Client], seeded: None) -> None:
+        connect: Callable[..., Client], db: psycopg.Connection, seeded: None) -> None:
     client = connect(SERVICE_KEY)
 
     def check(fn: str) -> None:
@@ -467,6 +578,12 @@ def test_json_null_for_optional_parameters_of_writes_behaves_like_omitted(
         assert isinstance(with_nulls, dict) and isinstance(omitted, dict)
         assert {k: v for k, v in with_nulls.items() if k not in NEW_EACH_TIME} == \
             {k: v for k, v in omitted.items() if k not in NEW_EACH_TIME}
+        # What was stored, not only what came back: the same rows, with the
+        # documented values for every argument left out.
+        stored = stored_rows(db, fn, with_nulls)
+        assert stored == stored_rows(db, fn, omitted)
+        for row in stored:
+            assert {k: row[k] for k in STORED_DEFAULTS[fn]} == STORED_DEFAULTS[fn], (fn, row)
 
     for_each(WRITES_WITH_NULLS, check)
 

@@ -10,11 +10,11 @@ superuser owner playing Supabase's ``postgres``, an ``authenticator``, an
 - ``supabase db push``: the file split into statements (Supabase CLI's
   parser) and each sent with the extended protocol, all in one transaction.
 
-Then the installed database is checked (anon executes nothing, RLS on every
-table, nothing of ours in ``public`` but the API functions, the reload
-notification) and called the way PostgREST calls it, for anon, an
-authenticated user and service_role, in SQL and with supabase-py over the
-PostgREST stand-in. Finally the bundle and ``sessionlog migrate`` take over
+Then the installed database is checked (anon executes nothing, authenticated
+only the conversation API, RLS forced on every table, nothing of ours in
+``public`` but the SECURITY INVOKER entry points, the reload notification)
+and called the way PostgREST calls it, for anon, an authenticated user and
+service_role, in SQL and with supabase-py over the PostgREST stand-in. Finally the bundle and ``sessionlog migrate`` take over
 each other's databases without applying anything twice.
 """
 
@@ -45,7 +45,9 @@ from tests.supabase_like import API_ROLES, SupabaseLikeDatabase
 from tests.test_client import snapshot
 from tests.test_postgrest_roles import (
     ALICE,
+    BEHAVIORAL,
     BOB,
+    CONVERSATION,
     FUNCTIONS,
     NEED_USER,
     SESSION_READERS,
@@ -61,7 +63,8 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:The '.*' parameter is deprecated:DeprecationWarning")
 
 REPO = Path(__file__).resolve().parents[1]
-MIGRATIONS = ["0001_roles", "0002_core", "0003_strict_id_check"]
+MIGRATIONS = ["0001_roles", "0002_core", "0003_strict_id_check", "0004_definer_functions",
+              "0005_conversation_verbs"]
 
 
 # --- the script and the ways to apply it ---------------------------------------
@@ -351,12 +354,16 @@ def test_anon_can_execute_no_public_function_despite_the_default_privileges(
     assert {row["proname"] for row in rows} == set(FUNCTIONS)
     for row in rows:
         assert (row["anon"], row["public"]) == (False, False), row
-        assert (row["authenticated"], row["service_role"]) == (True, True), row
+        assert (row["authenticated"], row["service_role"]) == \
+            (row["proname"] in CONVERSATION, True), row
     helpers = owner.execute("""
         select p.oid::regprocedure::text as fn from pg_proc p
         where p.pronamespace = 'sessionlog'::regnamespace
           and (has_function_privilege('anon', p.oid, 'execute')
-               or exists (select from aclexplode(p.proacl) a where a.grantee = 0))""").fetchall()
+               or exists (select from aclexplode(p.proacl) a where a.grantee = 0)
+               or starts_with(p.proname, '_')
+                  and (has_function_privilege('authenticated', p.oid, 'execute')
+                       or has_function_privilege('service_role', p.oid, 'execute')))""").fetchall()
     assert helpers == []
     schemas = owner.execute("""
         select n.nspname, has_schema_privilege('anon', n.oid, 'usage') as anon,
@@ -367,19 +374,37 @@ def test_anon_can_execute_no_public_function_despite_the_default_privileges(
         ("sessionlog", False, True), ("sessionlog_migrations", False, False)]
 
 
-def test_rls_is_enabled_on_every_table_with_own_rows_policies(owner: psycopg.Connection
-                                                              ) -> None:
+def test_rls_is_forced_on_every_table_and_no_api_role_holds_a_table_privilege(
+        installed: SupabaseLikeDatabase, owner: psycopg.Connection) -> None:
     tables = owner.execute("""
-        select c.relname, c.relrowsecurity,
-               array(select p.polname || ':' || p.polroles::regrole[]::text
+        select c.relname, c.relrowsecurity, c.relforcerowsecurity,
+               c.relowner::regrole::text as table_owner,
+               array(select p.polname || ':' || array_to_string(
+                                array(select coalesce(r.rolname, 'public')
+                                      from unnest(p.polroles) g left join pg_roles r on r.oid = g),
+                                ',')
                      from pg_policy p where p.polrelid = c.oid order by 1) as policies
         from pg_class c where c.relnamespace = 'sessionlog'::regnamespace
           and c.relkind in ('r', 'p') order by 1""").fetchall()
     assert {t["relname"] for t in tables} == {"users", "sessions", "messages",
                                               "behavioral_vectors", "auth_decisions"}
     for table in tables:
-        assert table["relrowsecurity"], table
-        assert table["policies"] == ["own_rows:{authenticated}"], table
+        assert table["relrowsecurity"] and table["relforcerowsecurity"], table
+        assert table["table_owner"] == "sessionlog_owner", table
+        assert table["policies"] == ["acting_user_rows:public"], table
+    # The owner the bundle installed as (Supabase's postgres, BYPASSRLS) is
+    # not the tables' owner: the definer functions run as one that is bound by RLS.
+    assert owner.execute("select rolbypassrls, rolcanlogin, rolsuper from pg_roles"
+                         " where rolname = 'sessionlog_owner'").fetchone() == \
+        {"rolbypassrls": False, "rolcanlogin": False, "rolsuper": False}
+    granted = owner.execute("""
+        select c.relname, r.role from pg_class c
+        cross join (values ('anon'), ('authenticated'), ('service_role'), (%s)) r(role)
+        where c.relnamespace = 'sessionlog'::regnamespace and c.relkind = 'r'
+          and (has_table_privilege(r.role, c.oid, 'select, insert, update, delete, truncate')
+               or has_any_column_privilege(r.role, c.oid, 'select, insert, update'))""",
+        [installed.authenticator]).fetchall()
+    assert granted == []
     # The books of the migrations are nobody's business but the owner's.
     granted = owner.execute("""
         select c.relname from pg_class c
@@ -389,7 +414,7 @@ def test_rls_is_enabled_on_every_table_with_own_rows_policies(owner: psycopg.Con
     assert granted == []
 
 
-#: Settings a function pins beyond search_path, and why: see its file.
+#: Settings a definer function pins beyond search_path, and why: see its file.
 PLANNER_SETTINGS = {"log_messages": ["plan_cache_mode=force_generic_plan"]}
 
 
@@ -407,7 +432,15 @@ def test_nothing_of_ours_lands_in_public_but_the_api_functions(owner: psycopg.Co
     assert sorted(f["proname"] for f in functions) == sorted(FUNCTIONS)  # never overloaded
     for f in functions:
         assert (f["prokind"], f["prosecdef"], f["provolatile"], f["proconfig"]) == \
-            ("f", False, "v", ["search_path=\"\"", *PLANNER_SETTINGS.get(f["proname"], [])]), f
+            ("f", False, "v", ["search_path=pg_catalog, pg_temp"]), f
+    definers = owner.execute("select proname, prosecdef, provolatile, proconfig from pg_proc"
+                             " where pronamespace = 'sessionlog'::regnamespace"
+                             " and not starts_with(proname, '_')").fetchall()
+    assert sorted(f["proname"] for f in definers) == sorted(FUNCTIONS)
+    for f in definers:
+        assert (f["prosecdef"], f["provolatile"], f["proconfig"]) == \
+            (True, "v", ["search_path=pg_catalog, pg_temp",
+                         *PLANNER_SETTINGS.get(f["proname"], [])]), f
     schemas = owner.execute("select nspname from pg_namespace where nspname not like 'pg\\_%'"
                             " and nspname <> 'information_schema' order by 1").fetchall()
     assert [s["nspname"] for s in schemas] == ["auth", "extensions", "public", "sessionlog",
@@ -437,7 +470,7 @@ def test_authenticated_omitting_user_id_acts_as_the_jwt_subject(
         authenticator: psycopg.Connection, owner: psycopg.Connection,
         alice_session: str) -> None:
     rpc = as_role(authenticator, "authenticated", sub=BOB, aud="authenticated")
-    results = {fn: rpc(fn, body(fn)) for fn in WRITERS}
+    results = {fn: rpc(fn, body(fn)) for fn in WRITERS if fn in CONVERSATION}
     assert owners(owner) == {ALICE, BOB}
     assert results["create_session"]["user_id"] == BOB
     assert results["log_message"]["position"] == 1  # after create_session, before log_messages
@@ -446,9 +479,11 @@ def test_authenticated_omitting_user_id_acts_as_the_jwt_subject(
     messages = rpc("get_messages", body("get_messages"))
     assert [m["content"] for m in messages] == ["hi", "a", "b", "2+2?", "4"]
     assert [s["session_id"] for s in rpc("list_sessions", body("list_sessions"))] == [session_id]
-    summary = rpc("auth_decision_summary", body("auth_decision_summary"))
-    assert {row["decision"]: row["decisions"] for row in summary} == \
-        {"allow": 0, "challenge": 0, "block": 1, "learn": 0}
+    before = snapshot(owner)
+    for fn in BEHAVIORAL:  # the engine's evidence: not for a signed-in user to write or read
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            rpc(fn, body(fn))
+    assert snapshot(owner) == before
     assert rpc("delete_session", body("delete_session"))["messages_deleted"] == 5
     assert rpc("forget_user", body("forget_user"))["user_deleted"]
     assert owners(owner) == {ALICE}
@@ -466,7 +501,7 @@ def test_authenticated_naming_another_user_is_refused_and_writes_nothing(
         assert ALICE in raised.value.diag.message_primary
         assert snapshot(owner) == before
 
-    for_each(FUNCTIONS, check)
+    for_each(CONVERSATION, check)
 
     def into_alices_session(fn: str) -> None:
         with pytest.raises(psycopg.errors.InsufficientPrivilege) as raised:
@@ -474,9 +509,10 @@ def test_authenticated_naming_another_user_is_refused_and_writes_nothing(
         assert alice_session in raised.value.diag.message_primary
         assert snapshot(owner) == before
 
-    for_each(WRITERS, into_alices_session)
+    for_each([fn for fn in WRITERS if fn in CONVERSATION], into_alices_session)
     for fn in SESSION_READERS:
-        assert rpc(fn, body(fn, session=alice_session)) == [], fn
+        if fn in CONVERSATION:
+            assert rpc(fn, body(fn, session=alice_session)) == [], fn
 
 
 def test_service_role_acts_for_any_user(authenticator: psycopg.Connection,

@@ -15,6 +15,7 @@ from sessionlog.errors import (
     ConnectionFailed,
     IdempotencyConflict,
     InvalidArgument,
+    NotInstalled,
     NotOwner,
     SerializationFailure,
     SessionLogError,
@@ -58,7 +59,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AsyncSessionLog", "SessionLog", "SupabaseSessionLog",
     "SessionLogError", "InvalidArgument", "NotOwner", "IdempotencyConflict",
-    "SerializationFailure", "ConnectionFailed",
+    "SerializationFailure", "ConnectionFailed", "NotInstalled",
     "SessionCreated", "MessageLogged", "InteractionLogged", "VectorStored", "DecisionStored", "DecisionSummary",
     "BehavioralVector", "AuthDecision", "Message", "Session", "SessionDeleted", "UserForgotten",
     "MessagesCleared", "SessionsPruned",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import psycopg.conninfo
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -112,7 +113,164 @@ def _given(call: Call, args: Mapping[str, Any]) -> dict[str, Any]:
         elif name in VECTOR_PARAMS:
             value = [float(x) for x in value]
         given[name] = value
+    check_sizes(call.name, given)
     return given
+
+
+# --- sizes (DESIGN.md "Sizes are bounded") ---------------------------------
+# The server refuses the same with 22023; checking here first means an
+# oversized value is never serialized nor sent (a 300 MB content used to travel
+# in full before the server said no), and a NUL byte or a lone surrogate, which
+# cannot be sent at all, gets the same error as any other bad argument.
+
+MAX_TEXT = 1_048_576  # content, prompt, response: characters
+MAX_ID = 255  # user_id, session_id (a token), client_message_id, model, event_type
+MAX_TITLE = 1000
+MAX_METADATA = 1_048_576  # characters of the JSON text
+MAX_DEPTH = 100  # levels of nested objects and arrays in metadata
+MAX_BATCH = 10_000  # log_messages elements
+MAX_BATCH_SIZE = 32 * 1_048_576  # log_messages, characters of the JSON text
+
+_TEXT_LIMITS = {
+    "content": (MAX_TEXT, "text of at most 1 MiB (1,048,576 characters); the empty string is allowed"),
+    "prompt": (MAX_TEXT, "text of at most 1 MiB (1,048,576 characters); the empty string is allowed"),
+    "response": (MAX_TEXT, "text of at most 1 MiB (1,048,576 characters); the empty string is allowed"),
+    "title": (MAX_TITLE, "text of at most 1000 characters"),
+    "model": (MAX_ID, "text of at most 255 characters"),
+}
+# Identifiers are trimmed by the server before their length is checked.
+_ID_PARAMS = frozenset({"user_id", "session_id", "client_message_id", "event_type"})
+_ID_HINT = ("text of 1 to 255 characters without control characters, "
+            "e.g. a UUID, 'test-user-123' or 'user_2abc'")
+_LIMITS = {name: limit for name, (limit, _) in _TEXT_LIMITS.items()} | dict.fromkeys(
+    _ID_PARAMS, MAX_ID)
+
+
+def _refuse(argument: str, value: Any, problem: str, hint: str) -> errors.InvalidArgument:
+    """The server's wording: invalid <argument> '<value…>': <problem>."""
+    shown = "NULL" if value is None else repr(str(value)[:60]) + ("..." if len(str(value)) > 60 else "")
+    return errors.InvalidArgument(f"invalid {argument} {shown}: {problem}", sqlstate="22023",
+                                  hint=hint)
+
+
+def _check_chars(argument: str, value: str) -> None:
+    """No NUL (PostgreSQL text cannot hold it) and no lone surrogate (not
+    encodable as UTF-8). Both tests run at C speed: a regular expression over
+    a 1 MiB text costs ~35 ms, ``in`` and ``encode`` ~1 ms."""
+    bad = value.find("\x00")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = exc.start if bad < 0 else min(bad, exc.start)
+    if bad < 0:
+        return
+    char = value[bad]
+    what = "a NUL byte (\\x00)" if char == "\x00" else f"a lone surrogate (U+{ord(char):04X})"
+    raise _refuse(argument, value[:bad], f"contains {what} at character {bad}",
+                  f"{argument} must be valid Unicode text without NUL; remove the character, "
+                  "or decode the bytes it came from with errors='replace'")
+
+
+def _check_text(argument: str, name: str, value: str) -> None:
+    """Refuse ``value`` if it is too long for ``name`` or has a bad character."""
+    limit, hint = _TEXT_LIMITS.get(name) or (MAX_ID, _ID_HINT)
+    size = len(value)
+    if size > limit and name in _ID_PARAMS:
+        size = len(value.strip())  # the server trims ids first
+    if size > limit:
+        raise _refuse(argument, value, f"has {size} characters, at most {limit} are allowed",
+                      f"{argument} is {hint}")
+    _check_chars(argument, value)
+
+
+def _json_size(argument: str, value: Any, budget: int, depth: int = 1) -> int:
+    """A lower bound of the characters of ``value`` as JSON text, walking it
+    once (no copy) and stopping as soon as ``budget`` is passed; checks the
+    depth and every string on the way. Escapes only add characters, so a value
+    refused here is also too large for the server."""
+    kind = type(value)
+    if kind is str:
+        if "\x00" in value or not value.isascii():
+            _check_chars(argument, value)
+        return len(value) + 2
+    if kind is dict:
+        pairs: Any = value.items()
+    elif kind is list or kind is tuple:
+        pairs = None
+    elif value is None or kind is bool or kind is int or kind is float:
+        return 1  # at least one character
+    elif isinstance(value, Mapping):  # after the common types: an ABC check is slow
+        pairs = value.items()
+    else:
+        return len(str(value))
+    if depth > MAX_DEPTH:
+        raise _refuse(argument, "...", f"is nested more than {MAX_DEPTH} levels deep",
+                      f"{argument} is a JSON object at most {MAX_DEPTH} levels deep")
+    size = 2
+    if pairs is None:
+        for item in value:
+            size += _json_size(argument, item, budget - size, depth + 1) + 2
+            if size > budget:
+                break
+        return size
+    for key, item in pairs:
+        key = str(key)
+        if "\x00" in key or not key.isascii():
+            _check_chars(argument, key)
+        size += len(key) + 4 + _json_size(argument, item, budget - size, depth + 1)
+        if size > budget:
+            break
+    return size
+
+
+def _check_metadata(argument: str, value: Any) -> None:
+    size = _json_size(argument, value, MAX_METADATA)
+    if size > MAX_METADATA:
+        raise _refuse(argument, "{...}", f"has more than {MAX_METADATA} characters as JSON text",
+                      f"{argument} is a JSON object of at most 1 MiB as JSON text")
+
+
+def _check_values(prefix: str, values: Mapping[str, Any]) -> None:
+    # On the path of every call: the common case (short ASCII text without
+    # NUL) costs a dict lookup, a len() and two C-level tests per argument.
+    for name, value in values.items():
+        if type(value) is str:
+            limit = _LIMITS.get(name)
+            if (limit is not None and len(value) > limit) or "\x00" in value \
+                    or not value.isascii():
+                if limit is None:  # role, decision, risk_level, ...
+                    _check_chars(f"{prefix}{name}", value)
+                else:
+                    _check_text(f"{prefix}{name}", name, value)
+        elif name == "metadata" and value is not None:
+            _check_metadata(f"{prefix}{name}", value)
+
+
+def check_sizes(name: str, params: Mapping[str, Any]) -> None:
+    """Raise InvalidArgument (22023) for what the server would refuse by
+    size, a NUL byte or a lone surrogate; nothing is sent then."""
+    if name != "log_messages":
+        _check_values("", params)
+        return
+    batch = params.get("messages")
+    if not isinstance(batch, Sequence) or isinstance(batch, (str, bytes)):
+        return  # the server explains what a batch is
+    if len(batch) > MAX_BATCH:
+        raise _refuse("messages", f"[{len(batch)} elements]",
+                      f"has {len(batch)} elements, at most {MAX_BATCH} are allowed",
+                      f"split the batch into calls of at most {MAX_BATCH} messages")
+    total = 2
+    for index, element in enumerate(batch):
+        if not isinstance(element, Mapping):
+            continue
+        _check_values(f"messages[{index}].", element)
+        total += _json_size(f"messages[{index}]", element, MAX_BATCH_SIZE - total) + 2
+        if total > MAX_BATCH_SIZE:
+            raise _refuse("messages", f"[{len(batch)} elements]",
+                          f"has more than {MAX_BATCH_SIZE} characters as JSON text "
+                          f"(at element {index})",
+                          "a batch is at most 32 MiB as JSON text: split it into smaller calls")
 
 
 @functools.lru_cache(maxsize=512)
@@ -186,6 +344,43 @@ def retryable(exc: psycopg.Error) -> bool:
 def backoff(attempt: int) -> float:
     """Seconds to wait after failed attempt ``attempt`` (1-based)."""
     return random.uniform(0, min(_MAX_DELAY, _BASE_DELAY * 2 ** attempt))
+
+
+# --- a pool that cannot connect --------------------------------------------
+# A pool hides why it has no connection: it retries in the background and a
+# caller waits for its whole timeout (30 s by default), then learns only that
+# it timed out. So a call waits FAIL_FAST seconds for a connection, then tries
+# one connection of its own: if that fails too, its error (connection refused,
+# password authentication failed, ...) is raised at once; if it works, the
+# pool is only busy or reconnecting after a restart, and the call waits out
+# the rest of the pool's timeout.
+
+FAIL_FAST = 2.0  # seconds
+PROBE_CONNECT_TIMEOUT = 2  # seconds, unless the DSN sets connect_timeout
+
+
+def probe_args(conninfo: str, kwargs: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """Arguments for one direct connection like the pool's, that gives up soon."""
+    options = dict(kwargs or {})
+    given = psycopg.conninfo.conninfo_to_dict(conninfo)
+    if "connect_timeout" not in given and "connect_timeout" not in options:
+        options["connect_timeout"] = PROBE_CONNECT_TIMEOUT
+    return conninfo, options
+
+
+#: Whether public.<name> exists at all: after 42883, tells "sessionlog is not
+#: installed" from "no function matches these argument types".
+FUNCTION_EXISTS = "select pg_catalog.to_regproc(%(name)s) is not null as found"
+
+
+def function_name(name: str) -> dict[str, str]:
+    return {"name": f"public.{name}"}
+
+
+def unreachable(exc: psycopg.Error) -> errors.ConnectionFailed:
+    """The server's own reason, e.g. connection refused or a wrong password."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return errors.ConnectionFailed(f"cannot connect to the database: {reason}")
 
 
 # --- the sync method set ---------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
@@ -26,10 +27,10 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from . import _calls
-from .errors import from_psycopg
+from .errors import from_psycopg, not_installed
 from .results import (
     AuthDecision,
     BehavioralVector,
@@ -112,8 +113,19 @@ class AsyncSessionLog:
                     await asyncio.sleep(_calls.backoff(attempt))
                     attempt += 1
                     continue
+                if exc.sqlstate == "42883" and not await self._installed(name, owned):
+                    raise not_installed(str(exc.diag.message_primary), exc.sqlstate) from exc
                 raise from_psycopg(exc) from exc
             return _calls.convert(call, rows)
+
+    async def _installed(self, name: str, owned: bool) -> bool:
+        """Whether public.<name> exists (True when that cannot be told)."""
+        try:
+            rows = await self._fetch(sql.SQL(_calls.FUNCTION_EXISTS),
+                                     _calls.function_name(name), owned)
+        except psycopg.Error:
+            return True
+        return bool(rows and rows[0]["found"])
 
     def _owns_transaction(self) -> bool:
         """True unless the caller's connection is inside its own transaction."""
@@ -127,7 +139,12 @@ class AsyncSessionLog:
     async def _fetch(self, query: sql.Composed, params: dict[str, Any], owned: bool) -> list[Any]:
         if self._conn is None:
             assert self._pool is not None
-            async with self._pool.connection() as conn:  # commits on exit
+            try:
+                async with self._pool.connection(min(_calls.FAIL_FAST, self._pool.timeout)) as conn:
+                    return await _run(conn, query, params)  # commits on exit
+            except PoolTimeout:
+                await self._probe()  # raises the reason when the server is unreachable
+            async with self._pool.connection(max(0.0, self._pool.timeout - _calls.FAIL_FAST)) as conn:
                 return await _run(conn, query, params)
         try:
             return await _run(self._conn, query, params)
@@ -138,6 +155,26 @@ class AsyncSessionLog:
                 with contextlib.suppress(psycopg.Error):
                     await self._conn.rollback()
             raise
+
+    async def _probe(self) -> None:
+        """Connect once as the pool does; raise ConnectionFailed with the
+        server's reason if that fails (see _calls.FAIL_FAST)."""
+        assert self._pool is not None
+        pool = self._pool
+        conninfo, kwargs = pool.conninfo, pool.kwargs
+        if callable(conninfo):
+            conninfo = conninfo()
+            if inspect.isawaitable(conninfo):
+                conninfo = await conninfo
+        if callable(kwargs):
+            kwargs = kwargs()
+            if inspect.isawaitable(kwargs):
+                kwargs = await kwargs
+        dsn, options = _calls.probe_args(conninfo, kwargs)
+        try:
+            await (await pool.connection_class.connect(dsn, **options)).close()
+        except psycopg.Error as exc:
+            raise _calls.unreachable(exc) from None
 
     # --- one method per SQL function (see _calls.SyncAPI) ------------------
 

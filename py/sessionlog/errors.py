@@ -72,6 +72,24 @@ class ConnectionFailed(SessionLogError):
     """08xxx, or no connection at all (server unreachable, pool timeout)."""
 
 
+class NotInstalled(SessionLogError):
+    """The database has no sessionlog (or an older one without this
+    function): the clients raise it for 42883 when the function is not there
+    at all (not for a wrong argument type), and for PostgREST's PGRST202."""
+
+
+INSTALL_HINT = ("install sessionlog there with: sessionlog --dsn <this database> migrate, "
+                "or run the script printed by: sessionlog sql bundle "
+                "(psql -f, or the Supabase SQL editor)")
+
+
+def not_installed(message: str, sqlstate: str | None, detail: str | None = None) -> NotInstalled:
+    """``function public.log_message(...) does not exist`` said plainly."""
+    return NotInstalled(f"sessionlog is not installed in this database, or is older than "
+                        f"this client ({message})", sqlstate=sqlstate, detail=detail,
+                        hint=INSTALL_HINT)
+
+
 _EXACT: dict[str, type[SessionLogError]] = {
     "42501": NotOwner,
     "23505": IdempotencyConflict,

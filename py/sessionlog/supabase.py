@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from . import _calls
-from .errors import ConnectionFailed, from_postgrest
+from .errors import ConnectionFailed, from_postgrest, not_installed
 
 try:
     from httpx import TransportError
@@ -56,6 +56,11 @@ class SupabaseSessionLog(_calls.SyncAPI):
         try:
             response = request.execute()
         except APIError as exc:
+            if getattr(exc, "code", None) == "PGRST202":
+                # PostgREST matches a function by its argument names, and ours
+                # are right: the function is not there (or not in the schema
+                # cache yet: NOTIFY pgrst, 'reload schema').
+                raise not_installed(str(exc.message), "PGRST202", exc.details) from exc
             raise from_postgrest(exc) from exc
         except TransportError as exc:  # PostgREST unreachable
             raise ConnectionFailed(str(exc) or type(exc).__name__) from exc

@@ -146,19 +146,23 @@ $$;
 -- text and at most 100 levels of nested objects and arrays. The usual small
 -- value is answered by its size alone: 101 nested containers take at least
 -- 808 bytes (a compressed value may hide its size, so it is always checked).
+-- PL/pgSQL: its plan outlives the transaction, an SQL function's does not.
 create or replace function sessionlog._metadata_within_limits(value jsonb)
     returns boolean
     immutable
     parallel safe
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
+as $$
+begin
     return value is null
-        or pg_catalog.pg_column_size(value) operator(pg_catalog.<) 800
-           and pg_catalog.pg_column_compression(value) is null
-        or pg_catalog.octet_length(value::pg_catalog.text) operator(pg_catalog.<=) 1048576
+        or pg_catalog.pg_column_size(value) < 800 and pg_catalog.pg_column_compression(value) is null
+        or pg_catalog.octet_length(value::text) <= 1048576
            and not pg_catalog.jsonb_path_exists(value,
                'strict $.**{100} ? (@.type() == "object" || @.type() == "array")');
+end
+$$;
 
 -- Metadata: a JSON object; NULL (SQL or JSON null) means {}.
 create or replace function sessionlog._metadata(value jsonb, argument text)
@@ -285,9 +289,9 @@ begin
 end
 $$;
 
--- The user a call acts for. An untrusted caller (the `authenticated` role of
--- Supabase/PostgREST: see sessionlog._caller_is_trusted) acts for its JWT
--- subject only, never for an argument:
+-- The user a call acts for. An end user (the `authenticated` role of
+-- Supabase/PostgREST: see sessionlog._caller_user) acts for its JWT subject
+-- only, never for an argument:
 -- user_id may be omitted and, if given, must be that subject. Other callers
 -- (service_role, the owner) act for any user and name it, unless `required`
 -- is false (a session addressed by uuid needs no user).
@@ -302,16 +306,15 @@ create or replace function sessionlog._acting_user(
     language plpgsql
 as $$
 declare
-    subject text;
+    subject text := sessionlog._caller_user();
     requested text;
 begin
-    if not sessionlog._caller_is_trusted() then
-        subject := sessionlog._jwt_subject();
-        if subject is null then
+    if subject is not null then
+        if subject = '' then
             raise exception using
                 errcode = 'insufficient_privilege',
-                message = pg_catalog.format('no valid authenticated user: the JWT "sub" of role %s '
-                    'is missing, not a string, or not a valid user id', sessionlog._caller_role()),
+                message = 'no valid authenticated user: the JWT "sub" is missing, not a string, '
+                    'or not a valid user id',
                 hint = 'call as service_role, or with the JWT of a signed-in user whose "sub" is '
                     '1 to 255 characters without control characters';
         end if;
@@ -383,7 +386,7 @@ declare
 begin
     session_created := false;
     user_created := false;
-    if not sessionlog._caller_is_trusted() then
+    if sessionlog._caller_user() is not null then
         acting_user := sessionlog._acting_user(user_id);
     else
         acting_user := pg_catalog.btrim(user_id, E' \t\n\r\f\x0B');

@@ -54,9 +54,11 @@ create or replace function public.auth_decision_summary(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.auth_decision_summary(user_id, since, until)
+begin
+    return query select * from sessionlog.auth_decision_summary(user_id, since, until);
+end
 $$;
 
 comment on function public.auth_decision_summary is

@@ -49,14 +49,17 @@ create or replace function public.clear_messages(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.clear_messages(session_id, user_id)
+begin
+    return sessionlog.clear_messages(session_id, user_id);
+end
 $$;
 
 comment on function public.clear_messages is
     'Deletes every message of a session but keeps the session (title, metadata, '
-    'behavioral vectors, auth decisions); positions restart at 1. Returns '
-    'messages_deleted (0 for an unknown session).';
+    'behavioral vectors, auth decisions); positions restart at 1 and the deleted messages'' '
+    'client_message_id keys may be used again. Returns messages_deleted (0 for an unknown '
+    'session).';
 revoke all on function public.clear_messages from public, anon, authenticated, service_role;
 grant execute on function public.clear_messages to authenticated, service_role;

@@ -66,9 +66,11 @@ create or replace function public.create_session(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.create_session(user_id, session_id, title, metadata)
+begin
+    return sessionlog.create_session(user_id, session_id, title, metadata);
+end
 $$;
 
 comment on function public.create_session is

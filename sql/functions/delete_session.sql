@@ -49,9 +49,11 @@ create or replace function public.delete_session(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.delete_session(session_id, user_id)
+begin
+    return sessionlog.delete_session(session_id, user_id);
+end
 $$;
 
 comment on function public.delete_session is

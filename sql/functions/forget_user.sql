@@ -47,9 +47,11 @@ create or replace function public.forget_user(user_id text default null)
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.forget_user(user_id)
+begin
+    return sessionlog.forget_user(user_id);
+end
 $$;
 
 comment on function public.forget_user is

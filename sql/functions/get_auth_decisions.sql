@@ -38,9 +38,11 @@ create or replace function public.get_auth_decisions(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.get_auth_decisions(session_id, user_id, max_rows)
+begin
+    return query select * from sessionlog.get_auth_decisions(session_id, user_id, max_rows);
+end
 $$;
 
 comment on function public.get_auth_decisions is

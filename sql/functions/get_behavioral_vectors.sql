@@ -37,9 +37,11 @@ create or replace function public.get_behavioral_vectors(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.get_behavioral_vectors(session_id, user_id, max_rows)
+begin
+    return query select * from sessionlog.get_behavioral_vectors(session_id, user_id, max_rows);
+end
 $$;
 
 comment on function public.get_behavioral_vectors is

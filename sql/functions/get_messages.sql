@@ -84,10 +84,12 @@ create or replace function public.get_messages(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.get_messages(session_id, user_id, after_position, max_rows,
-                                          before_position, latest)
+begin
+    return query select * from sessionlog.get_messages(session_id, user_id, after_position, max_rows,
+        before_position, latest);
+end
 $$;
 
 comment on function public.get_messages is

@@ -45,9 +45,11 @@ create or replace function public.list_sessions(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.list_sessions(user_id, max_rows, before)
+begin
+    return query select * from sessionlog.list_sessions(user_id, max_rows, before);
+end
 $$;
 
 comment on function public.list_sessions is

@@ -120,9 +120,11 @@ create or replace function public.log_interaction(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.log_interaction(user_id, session_id, prompt, response, model, tokens, metadata, client_message_id)
+begin
+    return sessionlog.log_interaction(user_id, session_id, prompt, response, model, tokens, metadata, client_message_id);
+end
 $$;
 
 comment on function public.log_interaction is

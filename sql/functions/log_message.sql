@@ -24,7 +24,7 @@ declare
     session_ref text := pg_catalog.btrim(log_message.session_id, E' \t\n\r\f\x0B');
     -- A trusted caller names the user; an end user is its JWT subject (the
     -- checks and errors of _acting_user). Row-level security only backs it up.
-    acting_user text := case when sessionlog._caller_is_trusted()
+    acting_user text := case when sessionlog._caller_user() is null
                              then pg_catalog.btrim(log_message.user_id, E' \t\n\r\f\x0B')
                              else sessionlog._acting_user(log_message.user_id) end;
     idempotency_key text;
@@ -146,9 +146,11 @@ create or replace function public.log_message(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.log_message(user_id, session_id, role, content, model, tokens, metadata, client_message_id)
+begin
+    return sessionlog.log_message(user_id, session_id, role, content, model, tokens, metadata, client_message_id);
+end
 $$;
 
 comment on function public.log_message is

@@ -40,8 +40,8 @@ declare
     bad record;
     batch_ok boolean;
     has_keys boolean;
-    under_rls boolean := not sessionlog._caller_is_trusted();
-    subject text;
+    subject text := sessionlog._caller_user();
+    under_rls boolean := subject is not null;
 begin
     if messages is null or pg_catalog.jsonb_typeof(messages) <> 'array' then
         raise exception using
@@ -82,9 +82,6 @@ begin
     -- checks. A batch of valid messages, the common case, then needs no
     -- function call per element; any other batch goes through the checks,
     -- which name the first bad element.
-    if under_rls then
-        subject := sessionlog._jwt_subject();
-    end if;
     select pg_catalog.bool_and(x.ok),
            pg_catalog.array_agg(x.u order by x.ord),
            pg_catalog.array_agg(x.sref order by x.ord),
@@ -101,7 +98,7 @@ begin
                f.is_object
                and f.types_ok
                and f.u is not null
-               and (not under_rls or f.u = subject)
+               and (not under_rls or f.u = subject and subject <> '')
                and f.sref is not null
                and coalesce(f.role = any (sessionlog._message_roles()), false)
                and f.content is not null
@@ -402,9 +399,11 @@ create or replace function public.log_messages(messages jsonb default null)
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.log_messages(messages)
+begin
+    return query select * from sessionlog.log_messages(messages);
+end
 $$;
 
 comment on function public.log_messages is

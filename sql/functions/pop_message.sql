@@ -52,9 +52,11 @@ create or replace function public.pop_message(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.pop_message(session_id, user_id)
+begin
+    return query select * from sessionlog.pop_message(session_id, user_id);
+end
 $$;
 
 comment on function public.pop_message is

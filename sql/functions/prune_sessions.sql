@@ -35,7 +35,8 @@ begin
             message = sessionlog._invalid('max_sessions', batch_size::text, 'is outside 1 to 10000'),
             hint = 'call again while more is true to delete more sessions';
     end if;
-    -- Oldest first, one more than the batch to learn whether more remain.
+    -- Oldest first, one more than the batch to learn whether more remain
+    -- (that one stays locked, untouched, until we commit).
     -- SKIP LOCKED: a session that a writer holds is being written, so it is
     -- not ours to delete now, and we never wait for (or block) writers of
     -- other sessions. Locking re-reads a row changed since our snapshot and
@@ -109,9 +110,11 @@ create or replace function public.prune_sessions(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.prune_sessions(inactive_before, user_id, max_sessions)
+begin
+    return sessionlog.prune_sessions(inactive_before, user_id, max_sessions);
+end
 $$;
 
 comment on function public.prune_sessions is

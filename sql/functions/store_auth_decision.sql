@@ -57,9 +57,11 @@ create or replace function public.store_auth_decision(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.store_auth_decision(user_id, session_id, decision, confidence, risk_score, risk_level, metadata)
+begin
+    return sessionlog.store_auth_decision(user_id, session_id, decision, confidence, risk_score, risk_level, metadata);
+end
 $$;
 
 comment on function public.store_auth_decision is

@@ -47,9 +47,11 @@ create or replace function public.store_behavioral_vector(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.store_behavioral_vector(user_id, session_id, vector, event_type, metadata)
+begin
+    return sessionlog.store_behavioral_vector(user_id, session_id, vector, event_type, metadata);
+end
 $$;
 
 comment on function public.store_behavioral_vector is

@@ -68,9 +68,11 @@ create or replace function public.update_session(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.update_session(session_id, user_id, title, metadata)
+begin
+    return sessionlog.update_session(session_id, user_id, title, metadata);
+end
 $$;
 
 comment on function public.update_session is

@@ -18,8 +18,7 @@ begin
         from pg_catalog.pg_proc p
         where p.pronamespace = 'sessionlog'::regnamespace
           and p.proname not in ('_is_valid_id', '_message_roles', '_decisions', '_risk_levels',
-                                '_is_valid_vector', '_caller_role', '_caller_is_trusted',
-                                '_jwt_subject', '_rls_user')
+                                '_is_valid_vector', '_caller_user')
     loop
         execute pg_catalog.format('drop function %s', fn);
     end loop;
@@ -37,8 +36,7 @@ drop policy acting_user_rows on sessionlog.sessions;
 drop policy acting_user_rows on sessionlog.messages;
 drop policy acting_user_rows on sessionlog.behavioral_vectors;
 drop policy acting_user_rows on sessionlog.auth_decisions;
-drop function sessionlog._rls_user(), sessionlog._jwt_subject(),
-    sessionlog._caller_is_trusted(), sessionlog._caller_role();
+drop function sessionlog._caller_user();
 
 create function sessionlog._jwt_sub()
     returns text

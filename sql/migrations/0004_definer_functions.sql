@@ -38,10 +38,18 @@ begin
 end
 $$;
 
--- The installer creates and replaces the owner's functions on every migrate.
+-- The installer creates and replaces the owner's functions on every migrate,
+-- which takes the right to SET ROLE to it. On PostgreSQL 16+ a role created
+-- by a non-superuser CREATEROLE installer (Supabase's postgres) makes it a
+-- member with ADMIN only (createrole_self_grant is empty by default): a
+-- membership without SET, so membership alone is not the test there.
 do $$
 begin
-    if not pg_catalog.pg_has_role(current_user, 'sessionlog_owner', 'member') then
+    if pg_catalog.current_setting('server_version_num')::pg_catalog.int4 >= 160000 then
+        if not pg_catalog.pg_has_role(current_user, 'sessionlog_owner', 'SET') then
+            execute pg_catalog.format('grant sessionlog_owner to %I with set true', current_user);
+        end if;
+    elsif not pg_catalog.pg_has_role(current_user, 'sessionlog_owner', 'member') then
         grant sessionlog_owner to current_user;
     end if;
 end
@@ -68,76 +76,6 @@ revoke all on all functions in schema sessionlog from public, anon, authenticate
 revoke all on schema sessionlog from public, anon;
 grant usage on schema sessionlog to authenticated, service_role;
 
--- Who called. Inside a definer function current_user is the owner; the role
--- PostgREST set (SET LOCAL ROLE authenticated) is still the `role` setting,
--- and a direct connection is its login role.
-create function sessionlog._caller_role()
-    returns text
-    stable
-    parallel safe
-    set search_path = pg_catalog, pg_temp
-    language sql
-    return case when pg_catalog.current_setting('role') operator(pg_catalog.=) 'none'
-                then pg_catalog."session_user"()::text
-                else pg_catalog.current_setting('role') end;
-
--- A trusted caller acts for any user: service_role (and its members), the
--- owner and whoever installed sessionlog (its members), a superuser.
--- Everyone else is an end user whose identity is the JWT subject.
-create function sessionlog._caller_is_trusted()
-    returns boolean
-    stable
-    parallel safe
-    set search_path = pg_catalog, pg_temp
-    language sql
-    return pg_catalog.pg_has_role(sessionlog._caller_role(), 'service_role', 'member')
-        or pg_catalog.pg_has_role(sessionlog._caller_role(), 'sessionlog_owner', 'member');
-
--- The JWT subject of the request, as a valid user id (trimmed, 1 to 255
--- characters, no control character), or NULL when there is none: no claims,
--- no "sub", a "sub" that is not a JSON string or not a valid id.
--- request.jwt.claims wins; the legacy request.jwt.claim.sub counts only when
--- request.jwt.claims is absent, so a stale legacy value on a pooled
--- connection cannot stand in for the current request's subject.
-create function sessionlog._jwt_subject()
-    returns text
-    stable
-    parallel safe
-    set search_path = pg_catalog, pg_temp
-    language sql
-    return (
-        select case when pg_catalog.jsonb_typeof(claim.sub) operator(pg_catalog.=) 'string'
-                         and sessionlog._is_valid_id(
-                             pg_catalog.btrim(claim.sub operator(pg_catalog.#>>) '{}', E' \t\n\r\f\x0B'))
-                    then pg_catalog.btrim(claim.sub operator(pg_catalog.#>>) '{}', E' \t\n\r\f\x0B') end
-        from (select case
-                  when coalesce(pg_catalog.current_setting('request.jwt.claims', true), '') operator(pg_catalog.<>) ''
-                  then case when pg_catalog.ltrim(pg_catalog.current_setting('request.jwt.claims', true))
-                                 operator(pg_catalog.~~) '{%'
-                            then pg_catalog.current_setting('request.jwt.claims', true)::pg_catalog.jsonb
-                                 operator(pg_catalog.->) 'sub' end
-                  else pg_catalog.to_jsonb(pg_catalog.current_setting('request.jwt.claim.sub', true))
-              end as sub) claim);
-
--- What row-level security lets a statement see: NULL (every row) for a
--- trusted caller, else the JWT subject's rows ('' matches none when there is
--- no valid subject). Policies call it as (select ...): once per statement.
-create function sessionlog._rls_user()
-    returns text
-    stable
-    parallel safe
-    set search_path = pg_catalog, pg_temp
-    language sql
-    return case when sessionlog._caller_is_trusted() then null
-                else coalesce(sessionlog._jwt_subject(), '') end;
-
-alter function sessionlog._caller_role() owner to sessionlog_owner;
-alter function sessionlog._caller_is_trusted() owner to sessionlog_owner;
-alter function sessionlog._jwt_subject() owner to sessionlog_owner;
-alter function sessionlog._rls_user() owner to sessionlog_owner;
-revoke all on function sessionlog._caller_role(), sessionlog._caller_is_trusted(),
-    sessionlog._jwt_subject(), sessionlog._rls_user() from public;
-
 drop policy own_rows on sessionlog.users;
 drop policy own_rows on sessionlog.sessions;
 drop policy own_rows on sessionlog.messages;
@@ -145,24 +83,84 @@ drop policy own_rows on sessionlog.behavioral_vectors;
 drop policy own_rows on sessionlog.auth_decisions;
 drop function sessionlog._jwt_sub();
 
--- One policy per table, for every role: no API role holds a privilege on the
--- tables, so in practice it binds the owner's definer functions and the
--- installer's maintenance (trusted: unrestricted).
+-- The user a caller is restricted to: the one rule of identity, used by the
+-- definer functions and by every table's policy.
+-- - NULL: a trusted caller, acting for any user: service_role (and its
+--   members), sessionlog_owner and whoever installed sessionlog (its
+--   members), a superuser.
+-- - Otherwise an end user, whose identity is the JWT subject: the "sub" of
+--   request.jwt.claims (the legacy request.jwt.claim.sub only when
+--   request.jwt.claims is absent, so a stale legacy value on a pooled
+--   connection never stands in for the current request's subject), a JSON
+--   string that is a valid user id once trimmed; '' (no row has it) when
+--   there is no such subject.
+-- Procedural PL/pgSQL on purpose: its simple expressions are cheap to set up
+-- in every transaction, where one query with a subquery (or an SQL function
+-- with SET search_path, planned again per transaction) cost 3 to 10 times
+-- more per call; policies call it once per statement.
+create function sessionlog._caller_user()
+    returns text
+    stable
+    parallel safe
+    set search_path = pg_catalog, pg_temp
+    language plpgsql
+as $$
+declare
+    caller text := pg_catalog.current_setting('role');
+    claims text;
+    subject jsonb;
+    trimmed text;
+begin
+    -- Inside a definer function current_user is the owner; the role PostgREST
+    -- set (SET LOCAL ROLE authenticated) is still the `role` setting, and a
+    -- direct connection is its login role.
+    if caller = 'none' then
+        caller := pg_catalog."session_user"();
+    end if;
+    if pg_catalog.pg_has_role(caller, 'service_role', 'member')
+       or pg_catalog.pg_has_role(caller, 'sessionlog_owner', 'member') then
+        return null;
+    end if;
+    claims := pg_catalog.current_setting('request.jwt.claims', true);
+    if claims <> '' then
+        -- Malformed claims are no identity, not a JSON error.
+        if pg_catalog.ltrim(claims) !~~ '{%' then
+            return '';
+        end if;
+        subject := claims::jsonb -> 'sub';
+    else
+        subject := pg_catalog.to_jsonb(pg_catalog.current_setting('request.jwt.claim.sub', true));
+    end if;
+    if pg_catalog.jsonb_typeof(subject) = 'string' then
+        trimmed := pg_catalog.btrim(subject #>> '{}', E' \t\n\r\f\x0B');
+        if sessionlog._is_valid_id(trimmed) then
+            return trimmed;
+        end if;
+    end if;
+    return '';
+end
+$$;
+
+-- One policy per table, for every role. No API role holds a privilege on the
+-- tables, so in practice it binds the owner's definer functions (and the
+-- installer's maintenance, which is trusted). (select ...): once per statement.
 create policy acting_user_rows on sessionlog.users
-    using (id = coalesce((select sessionlog._rls_user()), id))
-    with check (id = coalesce((select sessionlog._rls_user()), id));
+    using (id = coalesce((select sessionlog._caller_user()), id))
+    with check (id = coalesce((select sessionlog._caller_user()), id));
 create policy acting_user_rows on sessionlog.sessions
-    using (user_id = coalesce((select sessionlog._rls_user()), user_id))
-    with check (user_id = coalesce((select sessionlog._rls_user()), user_id));
+    using (user_id = coalesce((select sessionlog._caller_user()), user_id))
+    with check (user_id = coalesce((select sessionlog._caller_user()), user_id));
 create policy acting_user_rows on sessionlog.messages
-    using (user_id = coalesce((select sessionlog._rls_user()), user_id))
-    with check (user_id = coalesce((select sessionlog._rls_user()), user_id));
+    using (user_id = coalesce((select sessionlog._caller_user()), user_id))
+    with check (user_id = coalesce((select sessionlog._caller_user()), user_id));
 create policy acting_user_rows on sessionlog.behavioral_vectors
-    using (user_id = coalesce((select sessionlog._rls_user()), user_id))
-    with check (user_id = coalesce((select sessionlog._rls_user()), user_id));
+    using (user_id = coalesce((select sessionlog._caller_user()), user_id))
+    with check (user_id = coalesce((select sessionlog._caller_user()), user_id));
 create policy acting_user_rows on sessionlog.auth_decisions
-    using (user_id = coalesce((select sessionlog._rls_user()), user_id))
-    with check (user_id = coalesce((select sessionlog._rls_user()), user_id));
+    using (user_id = coalesce((select sessionlog._caller_user()), user_id))
+    with check (user_id = coalesce((select sessionlog._caller_user()), user_id));
+alter function sessionlog._caller_user() owner to sessionlog_owner;
+revoke all on function sessionlog._caller_user() from public;
 
 alter table sessionlog.users force row level security;
 alter table sessionlog.sessions force row level security;

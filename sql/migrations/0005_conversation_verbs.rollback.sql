@@ -55,6 +55,8 @@ alter function sessionlog.get_messages(text, text, bigint, integer) owner to ses
 revoke all on function sessionlog.get_messages from public, anon, authenticated, service_role;
 grant execute on function sessionlog.get_messages to authenticated, service_role;
 
+-- The entry point PostgREST exposes: the caller's own privileges decide
+-- whether it may call; the work runs in sessionlog.get_messages.
 create function public.get_messages(
     session_id text default null,
     user_id text default null,
@@ -64,9 +66,11 @@ create function public.get_messages(
     volatile
     security invoker
     set search_path = pg_catalog, pg_temp
-    language sql
+    language plpgsql
 as $$
-    select * from sessionlog.get_messages(session_id, user_id, after_position, max_rows)
+begin
+    return query select * from sessionlog.get_messages(session_id, user_id, after_position, max_rows);
+end
 $$;
 
 comment on function public.get_messages is
