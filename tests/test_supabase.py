@@ -524,8 +524,10 @@ STORED_DEFAULTS: dict[str, dict[str, Any]] = {
 def stored_rows(db: psycopg.Connection, fn: str, result: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows a write stored, as the owner, without what is new each time."""
     table, keys = STORED_BY[fn]
+    # An interaction's two messages share created_at: their positions order them.
+    order = "position" if table == "messages" else "created_at, id"
     rows = db.execute(f"select * from sessionlog.{table} where id = any (%s::uuid[])"
-                      " order by created_at, id", [[result[k] for k in keys]]).fetchall()
+                      f" order by {order}", [[result[k] for k in keys]]).fetchall()
     assert len(rows) == len(keys), (fn, result, rows)
     return [{k: v for k, v in row.items() if k not in NEW_EACH_ROW} for row in rows]
 
