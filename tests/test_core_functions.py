@@ -626,3 +626,17 @@ def test_batch_accepts_tokens_written_as_a_whole_float(db):
     stored = db.execute("select tokens from sessionlog.messages where id = %s",
                         [rows[0]["message_id"]]).fetchone()
     assert stored["tokens"] == 2
+
+
+@pytest.mark.parametrize("fn, args, table, key", [
+    ("create_session", "", "sessions", "session_id"),
+    ("log_interaction", ", prompt => 'p', response => 'r'", "messages", "prompt_message_id"),
+    ("store_behavioral_vector", ", vector => '{1}'", "behavioral_vectors", "vector_id"),
+    ("store_auth_decision", ", decision => 'allow'", "auth_decisions", "decision_id"),
+])
+def test_json_null_metadata_means_an_empty_object_for_every_write(db, fn, args, table, key):
+    row = db.execute(f"select * from {fn}(user_id => 'u', session_id => 's'{args},"
+                     " metadata => 'null'::jsonb)").fetchone()
+    stored = db.execute(f"select metadata from sessionlog.{table} where id = %s",
+                        [row[key]]).fetchone()
+    assert stored["metadata"] == {}

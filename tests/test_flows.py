@@ -171,3 +171,17 @@ def test_mixed_concurrent_writers_on_the_same_new_sessions(dsn, db):
             where r.session_id = p.session_id and r.position = p.position + 1
               and r.role = 'assistant' and r.content = 'r')
     """).fetchone()["n"] == 0
+
+
+@pytest.mark.parametrize("fn, write, listing", [
+    ("store_behavioral_vector", "vector => array[g]::float8[]", "get_behavioral_vectors"),
+    ("store_auth_decision", "decision => 'allow', confidence => g / 1000.0", "get_auth_decisions"),
+])
+def test_listings_return_the_newest_100_when_max_rows_is_omitted_or_null(db, fn, write, listing):
+    # 101 rows, one statement: every row the same created_at, so the id breaks ties.
+    db.execute(f"select {fn}(user_id => 'u', session_id => 's', {write})"
+               " from generate_series(1, 101) g")
+    everything = call(db, listing, session_id="s", user_id="u", max_rows=1000)
+    assert len(everything) == 101
+    assert call(db, listing, session_id="s", user_id="u") == everything[:100]
+    assert call(db, listing, session_id="s", user_id="u", max_rows=None) == everything[:100]
