@@ -24,9 +24,9 @@ import pytest
 from psycopg.rows import dict_row
 
 from sessionlog import SessionLog
-from sessionlog.errors import InvalidArgument, NotOwner
+from sessionlog.errors import ConnectionFailed, InvalidArgument, NotOwner, from_sqlstate
 from sessionlog.migrations import migrate
-from sessionlog.router import partition_map, remote_error, router_script
+from sessionlog.router import partition_map, remote_error, router_script, shard_unreachable
 from tests.helpers import call, call_one, connect, raises_sqlstate, run_together, table_counts
 from tests import pgserver
 from tests.test_core_functions import *  # noqa: F403 - run through the router, unchanged
@@ -347,6 +347,21 @@ def test_remote_error_gives_back_the_shards_text():
         "invalid role 'bot': is not accepted", None, "h")
 
 
+def test_an_unreachable_shard_is_a_connection_failure_not_an_internal_error():
+    down = ('PL/Proxy function sessionlog_router.log_message(9): [shard_b] PQconnectPoll: '
+            'connection to server on socket "/tmp/x/.s.PGSQL.5432" failed: FATAL:  database '
+            '"shard_b" is not currently accepting connections\n')
+    assert shard_unreachable("XX000", down)
+    assert isinstance(from_sqlstate("XX000", down), ConnectionFailed)
+    # A shard's own error, relayed, and another internal error keep their meaning.
+    relayed = "sessionlog_router.log_message(9): [shard_a] REMOTE ERROR: PQ: not libpq"
+    assert not shard_unreachable("XX000", relayed)
+    assert not shard_unreachable("XX000", "could not open relation with OID 1")
+    assert not shard_unreachable("22023", down)
+    assert type(from_sqlstate("XX000", "could not open relation with OID 1")).__name__ == (
+        "SessionLogError")
+
+
 def test_the_shim_shows_the_shards_message_and_hint(router):
     with SessionLog(router.router) as log:
         with pytest.raises(InvalidArgument) as raised:
@@ -471,6 +486,9 @@ def test_a_shard_that_is_down_fails_only_its_own_users(router):
         with SessionLog(router.router) as log:
             assert log.log_message(user_id=a, session_id="s", role="user",
                                    content="z").position == 4
+            # The shim says what happened: a connection failed, not an internal error.
+            with pytest.raises(ConnectionFailed, match=rf"\[{down}\] PQconnectPoll: .*{down}"):
+                log.log_message(user_id=b, session_id="s", role="user", content="y")
     finally:
         admin.execute(f"alter database {down} allow_connections true")
         admin.close()

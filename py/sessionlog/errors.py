@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from .router import remote_error
+from .router import remote_error, shard_unreachable
 
 
 class SessionLogError(Exception):
@@ -123,6 +123,8 @@ def from_sqlstate(
     hint: str | None = None,
 ) -> SessionLogError:
     """``from_sqlstate("22023", "unknown role: robot")`` -> InvalidArgument."""
+    if shard_unreachable(sqlstate, message):  # a router's shard is down
+        return ConnectionFailed(message, sqlstate=sqlstate, detail=detail, hint=hint)
     message, detail, hint = remote_error(message, detail, hint)  # relayed by a router
     return error_class(sqlstate)(message, sqlstate=sqlstate, detail=detail, hint=hint)
 

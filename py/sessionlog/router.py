@@ -29,7 +29,9 @@ out; any other error, or an error from every shard, is raised.
 
 PL/Proxy reports a shard's error with its SQLSTATE and a prefix
 (``<fn>(<n>): [<db>] REMOTE ERROR: <message>``, ``Remote hint: <hint>``);
-``remote_error`` gives the original text back (errors.py calls it).
+``remote_error`` gives the original text back (errors.py calls it). A shard
+it cannot reach is an XX000 naming libpq's call (``[<db>] PQconnectPoll:
+<reason>``); ``shard_unreachable`` tells errors.py to raise ConnectionFailed.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ ROUTER_SCHEMA = "sessionlog_router"
 _TRIM = r"E' \t\n\r\f\x0B'"
 
 _REMOTE = re.compile(r"^[^\n]*?\(\d+\): \[[^\]\n]*\] REMOTE [A-Z]+: (.*)$", re.DOTALL)
+_UNREACHABLE = re.compile(r"^[^\n]*?\(\d+\): \[[^\]\n]*\] PQ\w+: ")
 
 
 def remote_error(
@@ -62,6 +65,12 @@ def remote_error(
             detail = detail[len("Remote detail: "):]
         if hint and hint.startswith("Remote hint: "):
             hint = hint[len("Remote hint: "):]
+
+
+def shard_unreachable(sqlstate: str | None, message: str) -> bool:
+    """Whether an error is PL/Proxy failing to connect to a shard or losing
+    its connection (libpq's failure, which PL/Proxy raises as XX000)."""
+    return sqlstate == "XX000" and _UNREACHABLE.match(message) is not None
 
 
 # --- the catalog of a shard -------------------------------------------------
