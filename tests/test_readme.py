@@ -62,7 +62,7 @@ def test_readme_supabase_block_runs(dsn, monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == "block"
 
 
-def test_readme_command_line_block_runs(dsn, tmp_path, monkeypatch):
+def test_readme_command_line_block_runs(fresh_dsn, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     ran = 0
@@ -73,7 +73,7 @@ def test_readme_command_line_block_runs(dsn, tmp_path, monkeypatch):
         target = None
         if ">" in words:
             words, target = words[:words.index(">")], words[words.index(">") + 1]
-        result = runner.invoke(main, words[1:], env={"DATABASE_URL": dsn})
+        result = runner.invoke(main, words[1:], env={"DATABASE_URL": fresh_dsn})
         assert result.exit_code == 0, (line, result.output)
         if target:
             Path(target).write_text(result.stdout)
