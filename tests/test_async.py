@@ -301,17 +301,17 @@ async def test_connection_client_leaves_an_idle_connection_usable_after_an_error
 # --- retries -----------------------------------------------------------------
 
 async def test_serialization_failure_is_retried_when_the_call_owns_its_transaction(
-        dsn: str, db: psycopg.Connection) -> None:
-    calls = count_calls(db, "log_message")
+        fresh_dsn: str, fresh_db: psycopg.Connection) -> None:
+    calls = count_calls(fresh_db, "log_message")
     session = new_session()
-    async with await AsyncSessionLog.connect(serializable(dsn)) as log:
-        with psycopg.connect(dsn) as first:
+    async with await AsyncSessionLog.connect(serializable(fresh_dsn)) as log:
+        with psycopg.connect(fresh_dsn) as first:
             first.execute(FIRST_WRITE, ["racer", session])
             before = calls()
             racing = asyncio.ensure_future(log.log_message(
                 user_id="racer", session_id=session, role="user", content="second"))
             try:
-                await wait_until_blocked_by(db, first.info.backend_pid)
+                await wait_until_blocked_by(fresh_db, first.info.backend_pid)
             finally:
                 first.commit()
             result = await racing
@@ -320,19 +320,19 @@ async def test_serialization_failure_is_retried_when_the_call_owns_its_transacti
 
 
 async def test_serialization_failure_inside_the_callers_transaction_is_raised(
-        dsn: str, db: psycopg.Connection) -> None:
-    calls = count_calls(db, "log_message")
+        fresh_dsn: str, fresh_db: psycopg.Connection) -> None:
+    calls = count_calls(fresh_db, "log_message")
     session = new_session()
-    async with await psycopg.AsyncConnection.connect(serializable(dsn)) as conn:
+    async with await psycopg.AsyncConnection.connect(serializable(fresh_dsn)) as conn:
         log = AsyncSessionLog.from_connection(conn)
-        with psycopg.connect(dsn) as first:
+        with psycopg.connect(fresh_dsn) as first:
             first.execute(FIRST_WRITE, ["racer", session])
             before = calls()
             await conn.execute("select 1")  # the caller's transaction and its snapshot
             racing = asyncio.ensure_future(log.log_message(
                 user_id="racer", session_id=session, role="user", content="second"))
             try:
-                await wait_until_blocked_by(db, first.info.backend_pid)
+                await wait_until_blocked_by(fresh_db, first.info.backend_pid)
             finally:
                 first.commit()
             with pytest.raises(SerializationFailure) as raised:
@@ -342,9 +342,10 @@ async def test_serialization_failure_inside_the_callers_transaction_is_raised(
     assert calls() - before == 1
 
 
-async def test_invalid_argument_is_never_retried(dsn: str, db: psycopg.Connection) -> None:
-    calls = count_calls(db, "log_message")
-    async with await AsyncSessionLog.connect(serializable(dsn)) as log:
+async def test_invalid_argument_is_never_retried(fresh_dsn: str,
+                                                 fresh_db: psycopg.Connection) -> None:
+    calls = count_calls(fresh_db, "log_message")
+    async with await AsyncSessionLog.connect(serializable(fresh_dsn)) as log:
         with pytest.raises(InvalidArgument):
             await log.log_message(user_id="u", session_id="s", role="robot", content="x")
     assert calls() == 1

@@ -300,10 +300,10 @@ def test_decision_summary_counts_by_kind(dsn):
 
 # --- migrate and status -------------------------------------------------------------
 
-def test_migrate_is_idempotent(dsn):
-    result = ok_json(dsn, "migrate")
+def test_migrate_is_idempotent(fresh_dsn):
+    result = ok_json(fresh_dsn, "migrate")
     assert result == {"applied": [], "functions": len(migrations.function_files())}
-    assert "nothing" in pairs(run(dsn, "migrate").stdout)["applied"]
+    assert "nothing" in pairs(run(fresh_dsn, "migrate").stdout)["applied"]
 
 
 def test_status_reports_migrations_functions_version_and_counts(dsn):
@@ -529,17 +529,17 @@ def test_export_pages_through_sessions_sharing_a_timestamp(dsn, monkeypatch):
 
 # --- sql bundle -------------------------------------------------------------------
 
-def test_sql_bundle_applies_twice_with_psql_then_works(dsn, db, tmp_path):
-    result = run(dsn, "sql", "bundle")
+def test_sql_bundle_applies_twice_with_psql_then_works(fresh_dsn, fresh_db, tmp_path):
+    result = run(fresh_dsn, "sql", "bundle")
     assert result.exit_code == 0
     script = tmp_path / "sessionlog.sql"
     script.write_text(result.stdout)
-    assert ok_json(dsn, "sql", "bundle") == {"sql": result.stdout}
+    assert ok_json(fresh_dsn, "sql", "bundle") == {"sql": result.stdout}
     assert result.stdout.rstrip().endswith("notify pgrst, 'reload schema';")
 
     name = f"bundle_{uuid.uuid4().hex[:12]}"
-    db.execute(f'create database "{name}"')
-    target = re.sub(r"dbname=\S+", f"dbname={name}", dsn)
+    fresh_db.execute(f'create database "{name}"')
+    target = re.sub(r"dbname=\S+", f"dbname={name}", fresh_dsn)
     try:
         for _ in range(2):
             applied = subprocess.run(
@@ -559,15 +559,15 @@ def test_sql_bundle_applies_twice_with_psql_then_works(dsn, db, tmp_path):
         # `sessionlog migrate` takes over a bundled database: nothing to apply.
         assert ok_json(target, "migrate")["applied"] == []
     finally:
-        db.execute(f'drop database "{name}" with (force)')
+        fresh_db.execute(f'drop database "{name}" with (force)')
 
     # And the bundle on a database set up by `sessionlog migrate` changes nothing.
-    run(dsn, "log", "alice", "chat-1", "user", "kept")
+    run(fresh_dsn, "log", "alice", "chat-1", "user", "kept")
     applied = subprocess.run(
-        [str(psql_bin()), dsn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script)],
+        [str(psql_bin()), fresh_dsn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(script)],
         check=False, capture_output=True, text=True, timeout=120)
     assert applied.returncode == 0, applied.stderr
-    assert count(db, "messages") == 1
+    assert count(fresh_db, "messages") == 1
 
 
 # --- through a real subprocess ----------------------------------------------------

@@ -98,7 +98,7 @@ def count_calls(db: psycopg.Connection, fn: str) -> Callable[[], int]:
     """A server-side counter of the calls of ``public.<fn>``, failed ones
     included: in this test's database the function moves to schema
     ``counted`` and a wrapper that bumps a sequence (nextval is never rolled
-    back) takes its place."""
+    back) takes its place. That changes the catalog: pass ``fresh_db``."""
     row = db.execute(
         "select pg_get_function_arguments(p.oid) as args, pg_get_function_result(p.oid) as res,"
         " p.proretset, p.pronargs from pg_proc p where p.oid = %s::regproc",
@@ -486,19 +486,19 @@ def test_connection_client_leaves_an_idle_connection_usable_after_an_error(dsn: 
 # --- retries -----------------------------------------------------------------
 
 def test_serialization_failure_is_retried_when_the_call_owns_its_transaction(
-        dsn: str, db: psycopg.Connection) -> None:
+        fresh_dsn: str, fresh_db: psycopg.Connection) -> None:
     """Two SERIALIZABLE writers race on one brand-new session: the second
     waits for the first, gets a real 40001 when it commits, and the pool-mode
     client retries it once, successfully."""
-    calls = count_calls(db, "log_message")
+    calls = count_calls(fresh_db, "log_message")
     session = new_session()
-    with ThreadPoolExecutor(1) as worker, SessionLog(serializable(dsn)) as log, \
-            psycopg.connect(dsn) as first:
+    with ThreadPoolExecutor(1) as worker, SessionLog(serializable(fresh_dsn)) as log, \
+            psycopg.connect(fresh_dsn) as first:
         first.execute(FIRST_WRITE, ["racer", session])
         before = calls()
         racing = worker.submit(log.log_message, user_id="racer", session_id=session,
                                role="user", content="second")
-        wait_until_blocked_by(db, first.info.backend_pid)
+        wait_until_blocked_by(fresh_db, first.info.backend_pid)
         first.commit()
         result = racing.result()
     assert (result.position, result.session_created, result.user_created) == (2, False, False)
@@ -506,25 +506,25 @@ def test_serialization_failure_is_retried_when_the_call_owns_its_transaction(
 
 
 def test_serialization_failure_inside_the_callers_transaction_is_raised(
-        dsn: str, db: psycopg.Connection) -> None:
-    calls = count_calls(db, "log_message")
+        fresh_dsn: str, fresh_db: psycopg.Connection) -> None:
+    calls = count_calls(fresh_db, "log_message")
     session = new_session()
-    with ThreadPoolExecutor(1) as worker, psycopg.connect(serializable(dsn)) as conn, \
-            psycopg.connect(dsn) as first:
+    with ThreadPoolExecutor(1) as worker, psycopg.connect(serializable(fresh_dsn)) as conn, \
+            psycopg.connect(fresh_dsn) as first:
         log = SessionLog.from_connection(conn)
         first.execute(FIRST_WRITE, ["racer", session])
         before = calls()
         conn.execute("select 1")  # the caller's transaction and its snapshot
         racing = worker.submit(log.log_message, user_id="racer", session_id=session,
                                role="user", content="second")
-        wait_until_blocked_by(db, first.info.backend_pid)
+        wait_until_blocked_by(fresh_db, first.info.backend_pid)
         first.commit()
         with pytest.raises(SerializationFailure) as raised:
             racing.result()
         conn.rollback()
     assert raised.value.sqlstate == "40001"
     assert calls() - before == 1
-    assert db.execute("select count(*) as n from sessionlog.messages").fetchone()["n"] == 1
+    assert fresh_db.execute("select count(*) as n from sessionlog.messages").fetchone()["n"] == 1
 
 
 @pytest.mark.parametrize("error, args", [
@@ -533,37 +533,37 @@ def test_serialization_failure_inside_the_callers_transaction_is_raised(
     (IdempotencyConflict, dict(user_id="alice", session_id="s", role="user", content="new",
                                client_message_id="m")),
 ], ids=["22023", "42501", "23505"])
-def test_other_errors_are_never_retried(dsn: str, db: psycopg.Connection,
+def test_other_errors_are_never_retried(fresh_dsn: str, fresh_db: psycopg.Connection,
                                         error: type[SessionLogError], args: dict) -> None:
-    alice_session = db.execute("select session_id from create_session(user_id => 'alice')"
-                               ).fetchone()["session_id"]
-    db.execute("select * from log_message(user_id => 'alice', session_id => 's',"
-               " role => 'user', content => 'old', client_message_id => 'm')")
+    alice_session = fresh_db.execute(
+        "select session_id from create_session(user_id => 'alice')").fetchone()["session_id"]
+    fresh_db.execute("select * from log_message(user_id => 'alice', session_id => 's',"
+                     " role => 'user', content => 'old', client_message_id => 'm')")
     if args["session_id"] == "owned-by-alice":
         args = {**args, "session_id": alice_session}
-    calls = count_calls(db, "log_message")
-    with SessionLog(serializable(dsn)) as log:
+    calls = count_calls(fresh_db, "log_message")
+    with SessionLog(serializable(fresh_dsn)) as log:
         with pytest.raises(error):
             log.log_message(**args)
     assert calls() == 1
 
 
-def test_retry_gives_up_after_the_last_attempt(dsn: str, db: psycopg.Connection,
+def test_retry_gives_up_after_the_last_attempt(fresh_dsn: str, fresh_db: psycopg.Connection,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """With one attempt allowed, the 40001 of the race surfaces as
     SerializationFailure: retries are bounded."""
     from sessionlog import _calls
 
     monkeypatch.setattr(_calls, "MAX_ATTEMPTS", 1)
-    calls = count_calls(db, "log_message")
+    calls = count_calls(fresh_db, "log_message")
     session = new_session()
-    with ThreadPoolExecutor(1) as worker, SessionLog(serializable(dsn)) as log, \
-            psycopg.connect(dsn) as first:
+    with ThreadPoolExecutor(1) as worker, SessionLog(serializable(fresh_dsn)) as log, \
+            psycopg.connect(fresh_dsn) as first:
         first.execute(FIRST_WRITE, ["racer", session])
         before = calls()
         racing = worker.submit(log.log_message, user_id="racer", session_id=session,
                                role="user", content="second")
-        wait_until_blocked_by(db, first.info.backend_pid)
+        wait_until_blocked_by(fresh_db, first.info.backend_pid)
         first.commit()
         with pytest.raises(SerializationFailure):
             racing.result()

@@ -119,6 +119,106 @@ def as_role(conn: psycopg.Connection, role: str, **claims: Any) -> Callable[...,
                                         claims={"role": role, **claims})
 
 
+#: Columns that differ from run to run (ids, times): left out of the comparisons.
+VOLATILE = frozenset({"created_at", "last_activity_at", "last_decided_at", "message_id",
+                      "vector_id", "decision_id", "prompt_message_id", "response_message_id"})
+
+
+def stable(result: Any, session_id: str | None) -> Any:
+    """``result`` without its VOLATILE columns, ``session_id`` shown as "<session>"."""
+    if isinstance(result, list):
+        return [stable(row, session_id) for row in result]
+    if isinstance(result, dict):
+        return {k: "<session>" if k == "session_id" and v == session_id else v
+                for k, v in result.items() if k not in VOLATILE}
+    return result
+
+
+def stored(position: int, role: str, content: str, tokens: int | None = None) -> dict:
+    """A row of get_messages (and pop_message) in the <session> of a user's life."""
+    return {"session_id": "<session>", "position": position, "role": role, "content": content,
+            "model": None, "tokens": tokens, "metadata": {}, "client_message_id": None}
+
+
+def life_of_a_new_user(user: str) -> dict[str, Any]:
+    """What each call of FUNCTIONS returns, in that order, with ``body(fn,
+    user=user)`` for a user who has nothing yet, as a trusted caller (stable
+    form): the session is created, filled with five messages, a vector and a
+    decision, read back, renamed, popped, cleared, not pruned (it is new),
+    deleted, and the user forgotten."""
+    no_change = {"session_id": "<session>", "session_created": False}
+    logged = {**no_change, "duplicate": False, "user_created": False}
+    summary = {"avg_confidence": None, "avg_risk_score": None, "decisions": 0}
+    session_row = {"session_id": "<session>", "user_id": user, "token": BOB_CHAT,
+                   "message_count": 5}
+    return {
+        "create_session": {"session_id": "<session>", "user_id": user, "token": BOB_CHAT,
+                           "created": True},
+        "log_message": {**logged, "position": 1},
+        "log_messages": [{**logged, "position": 2}, {**logged, "position": 3}],
+        "log_interaction": {**logged, "prompt_position": 4, "response_position": 5},
+        "store_behavioral_vector": no_change,
+        "store_auth_decision": {**no_change, "decision": "block"},
+        "get_messages": [stored(1, "user", "hi", tokens=1), stored(2, "user", "a"),
+                         stored(3, "assistant", "b"), stored(4, "user", "2+2?"),
+                         stored(5, "assistant", "4")],
+        "get_behavioral_vectors": [{"session_id": "<session>", "vector": [0.5, 1.5],
+                                    "event_type": "tap", "metadata": {}}],
+        "get_auth_decisions": [{"session_id": "<session>", "decision": "block",
+                                "confidence": 0.5, "risk_level": None, "risk_score": None,
+                                "metadata": {}}],
+        "list_sessions": [{**session_row, "title": "t", "metadata": {"via": "rpc"}}],
+        "auth_decision_summary": [{**summary, "decision": "allow"},
+                                  {**summary, "decision": "challenge"},
+                                  {**summary, "decision": "block", "decisions": 1,
+                                   "avg_confidence": 0.5},
+                                  {**summary, "decision": "learn"}],
+        "update_session": {**session_row, "title": "renamed",
+                           "metadata": {"via": "rpc", "k": 1}},
+        "pop_message": [stored(5, "assistant", "4")],
+        "clear_messages": {"messages_deleted": 4},
+        "prune_sessions": {"sessions_deleted": 0, "messages_deleted": 0,
+                           "behavioral_vectors_deleted": 0, "auth_decisions_deleted": 0,
+                           "more": False},
+        "delete_session": {"deleted": True, "messages_deleted": 0,
+                           "behavioral_vectors_deleted": 1, "auth_decisions_deleted": 1},
+        "forget_user": {"user_deleted": True, "sessions_deleted": 0, "messages_deleted": 0,
+                        "behavioral_vectors_deleted": 0, "auth_decisions_deleted": 0},
+    }
+
+
+def lives_as_expected(call: Callable[[str, dict[str, Any]], Any], db: psycopg.Connection,
+                      user: str) -> Callable[[str], None]:
+    """A ``for_each`` check over FUNCTIONS: ``call(fn, body(fn, user=user))``
+    returns exactly what ``life_of_a_new_user`` says, and each write leaves
+    the user in the tables."""
+    expected = life_of_a_new_user(user)
+    session: dict[str, str] = {}
+
+    def check(fn: str) -> None:
+        result = call(fn, body(fn, user=user))
+        if fn == "create_session":
+            session["id"] = result["session_id"]
+        assert stable(result, session.get("id")) == expected[fn]
+        if fn in WRITERS:
+            assert user in owners(db)
+
+    return check
+
+
+def alices_rows() -> dict[str, list[dict]]:
+    """What the SESSION_READERS return (stable form) for the alice_session
+    fixture's session."""
+    at = {"session_id": "<session>", "metadata": {}}
+    return {
+        "get_messages": [{**at, "position": 1, "role": "user", "content": "mine",
+                          "model": None, "tokens": None, "client_message_id": None}],
+        "get_behavioral_vectors": [{**at, "vector": [1], "event_type": None}],
+        "get_auth_decisions": [{**at, "decision": "allow", "confidence": None,
+                                "risk_level": None, "risk_score": None}],
+    }
+
+
 def owners(db: psycopg.Connection) -> set[str]:
     """Every user_id found in any table."""
     rows = db.execute("select id as u from sessionlog.users union"
@@ -172,8 +272,12 @@ def test_authenticated_acts_as_the_jwt_subject(authenticator: psycopg.Connection
     sessions = rpc("list_sessions", body("list_sessions", user=user))
     assert [(s["user_id"], s["session_id"]) for s in sessions] == [(BOB, session_id)]
 
-    assert rpc("delete_session", body("delete_session", user=user))["messages_deleted"] == 5
-    assert rpc("forget_user", body("forget_user", user=user))["user_deleted"]
+    assert rpc("delete_session", body("delete_session", user=user)) == {
+        "deleted": True, "messages_deleted": 5, "behavioral_vectors_deleted": 0,
+        "auth_decisions_deleted": 0}
+    assert rpc("forget_user", body("forget_user", user=user)) == {
+        "user_deleted": True, "sessions_deleted": 0, "messages_deleted": 0,
+        "behavioral_vectors_deleted": 0, "auth_decisions_deleted": 0}
     assert owners(db) == {ALICE}
     assert snapshot(db) == alice_before
 
@@ -286,18 +390,20 @@ def test_claims_do_not_leak_into_the_next_request(authenticator: psycopg.Connect
 def test_service_role_acts_for_any_user(authenticator: psycopg.Connection,
                                         db: psycopg.Connection, alice_session: str) -> None:
     rpc = as_role(authenticator, "service_role")
-
-    def check(fn: str) -> None:
-        rpc(fn, body(fn, user="carol"))
-        if fn in WRITERS:
-            assert "carol" in owners(db)
-
-    for_each(FUNCTIONS, check)
+    for_each(FUNCTIONS, lives_as_expected(rpc, db, "carol"))
     assert owners(db) == {ALICE}  # forget_user, last, removed carol
+
+    alices = alices_rows()
     for fn in SESSION_READERS:
-        assert len(rpc(fn, body(fn, session=alice_session))) == 1, fn
-    assert rpc("log_message", body("log_message", user=ALICE, session=alice_session))
-    assert rpc("delete_session", body("delete_session", session=alice_session))["deleted"]
+        assert stable(rpc(fn, body(fn, session=alice_session)), alice_session) == alices[fn]
+    logged = rpc("log_message", body("log_message", user=ALICE, session=alice_session))
+    assert (logged["session_id"], logged["position"], logged["session_created"]) == (
+        alice_session, 2, False)
+    assert rpc("delete_session", body("delete_session", session=alice_session)) == {
+        "deleted": True, "messages_deleted": 2, "behavioral_vectors_deleted": 1,
+        "auth_decisions_deleted": 1}
+    assert {table: n for table, (n, _) in snapshot(db).items()} == {
+        "users": 1, "sessions": 0, "messages": 0, "behavioral_vectors": 0, "auth_decisions": 0}
 
 
 def test_service_role_must_name_the_user(authenticator: psycopg.Connection,
@@ -332,11 +438,9 @@ def backend(dsn: str, db: psycopg.Connection) -> Iterator[psycopg.Connection]:
 def test_login_role_granted_service_role_acts_for_any_user_after_set_role(
         backend: psycopg.Connection, db: psycopg.Connection, alice_session: str) -> None:
     backend.execute("set role service_role")
-
-    def check(fn: str) -> None:
-        call_rpc(backend, fn, body(fn, user="carol"), role=None, claims=None)
-
-    for_each(FUNCTIONS, check)
+    call = lambda fn, payload: call_rpc(backend, fn, payload, role=None, claims=None)  # noqa: E731
+    for_each(FUNCTIONS, lives_as_expected(call, db, "carol"))
+    assert owners(db) == {ALICE}
     got = call_rpc(backend, "get_messages", body("get_messages", session=alice_session),
                    role=None, claims=None)
     assert [m["content"] for m in got] == ["mine"]
@@ -346,12 +450,8 @@ def test_login_role_granted_service_role_acts_for_any_user_without_set_role(
         backend: psycopg.Connection, db: psycopg.Connection, alice_session: str) -> None:
     """Its membership in service_role makes it trusted: the definer functions
     do the work, so no BYPASSRLS (which is not inherited) is needed."""
-    def check(fn: str) -> None:
-        call_rpc(backend, fn, body(fn, user="carol"), role=None, claims=None)
-        if fn in WRITERS:
-            assert "carol" in owners(db)
-
-    for_each(FUNCTIONS, check)
+    call = lambda fn, payload: call_rpc(backend, fn, payload, role=None, claims=None)  # noqa: E731
+    for_each(FUNCTIONS, lives_as_expected(call, db, "carol"))
     assert owners(db) == {ALICE}  # forget_user, last, removed carol
     got = call_rpc(backend, "get_messages", body("get_messages", session=alice_session),
                    role=None, claims=None)

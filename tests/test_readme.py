@@ -27,6 +27,26 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README.read_text(), re.S)
 
 
+def assert_python_block_output(index: int, stdout: str, again: bool = False) -> None:
+    """What README Python block ``index`` prints on a database where alice
+    has nothing yet (``again``: its second run), as the README describes it."""
+    lines = stdout.splitlines()
+    if index == 0:
+        # position, session_created, duplicate: the first message of a new
+        # session; run again, the same client_message_id returns the original
+        # row (a duplicate, nothing new), so the history still holds one message.
+        assert lines[:2] == ["1 False True" if again else "1 True False", "1 user Hello"], stdout
+        # sqlstate, message, hint: 22023, the argument named, the accepted values.
+        assert len(lines) == 3, stdout
+        assert lines[2].startswith("22023 invalid role 'bot'"), stdout
+        assert lines[2].endswith("system, user, assistant, tool"), stdout
+    elif index == 1:
+        # prompt_position, response_position in a brand-new session.
+        assert lines == ["1 2"], stdout
+    else:
+        raise AssertionError(f"no expected output for Python block {index}")
+
+
 def test_readme_starts_with_the_two_fresh_machine_commands():
     first = blocks("sh")[0].strip().splitlines()
     assert len(first) == 2
@@ -46,10 +66,11 @@ def test_readme_psql_block_runs(db):
 @pytest.mark.parametrize("index", [0, 1], ids=["sync", "async"])
 def test_readme_python_block_runs(dsn, index):
     code = blocks("python")[index]
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**os.environ, "DATABASE_URL": dsn}, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip()
+    for again in (False, True):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                env={**os.environ, "DATABASE_URL": dsn}, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert_python_block_output(index, result.stdout, again=again)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -62,7 +83,7 @@ def test_readme_supabase_block_runs(dsn, monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == "block"
 
 
-def test_readme_command_line_block_runs(dsn, tmp_path, monkeypatch):
+def test_readme_command_line_block_runs(fresh_dsn, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     ran = 0
@@ -73,7 +94,7 @@ def test_readme_command_line_block_runs(dsn, tmp_path, monkeypatch):
         target = None
         if ">" in words:
             words, target = words[:words.index(">")], words[words.index(">") + 1]
-        result = runner.invoke(main, words[1:], env={"DATABASE_URL": dsn})
+        result = runner.invoke(main, words[1:], env={"DATABASE_URL": fresh_dsn})
         assert result.exit_code == 0, (line, result.output)
         if target:
             Path(target).write_text(result.stdout)
@@ -109,6 +130,10 @@ def test_every_readme_block_runs_as_pasted_in_a_fresh_clone(tmp_path):
         assert first.returncode == 0, first.stderr
         row = dict(line.split(None, 1) for line in first.stdout.splitlines() if line.strip())
         assert (row["position"], row["session_created"]) == ("1", "true"), first.stdout
+        again = sh(fresh)  # "run the last part again"
+        assert again.returncode == 0, again.stderr
+        row = dict(line.split(None, 1) for line in again.stdout.splitlines() if line.strip())
+        assert (row["position"], row["session_created"]) == ("2", "false"), again.stdout
 
         (clone / "block.sql").write_text(blocks("sql")[0])
         psql = sh(f'"{psql_bin()}" "$(.venv/bin/sessionlog server url)" -X -q '
@@ -119,7 +144,7 @@ def test_every_readme_block_runs_as_pasted_in_a_fresh_clone(tmp_path):
             (clone / f"example{index}.py").write_text(code)
             ran = sh(f".venv/bin/python example{index}.py")
             assert ran.returncode == 0, ran.stderr
-            assert ran.stdout.strip()
+            assert_python_block_output(index, ran.stdout)  # the SQL block forgot alice
 
         dsn = sh(".venv/bin/sessionlog server url").stdout.strip()
         with PostgrestStub(dsn) as api:

@@ -52,10 +52,13 @@ from tests.test_postgrest_roles import (
     NEED_USER,
     SESSION_READERS,
     WRITERS,
+    alices_rows,
     as_role,
     body,
     for_each,
+    lives_as_expected,
     owners,
+    stable,
 )
 
 # supabase-py 2.34 warns about its own use of postgrest's deprecated options.
@@ -484,8 +487,12 @@ def test_authenticated_omitting_user_id_acts_as_the_jwt_subject(
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             rpc(fn, body(fn))
     assert snapshot(owner) == before
-    assert rpc("delete_session", body("delete_session"))["messages_deleted"] == 5
-    assert rpc("forget_user", body("forget_user"))["user_deleted"]
+    assert rpc("delete_session", body("delete_session")) == {
+        "deleted": True, "messages_deleted": 5, "behavioral_vectors_deleted": 0,
+        "auth_decisions_deleted": 0}
+    assert rpc("forget_user", body("forget_user")) == {
+        "user_deleted": True, "sessions_deleted": 0, "messages_deleted": 0,
+        "behavioral_vectors_deleted": 0, "auth_decisions_deleted": 0}
     assert owners(owner) == {ALICE}
 
 
@@ -518,21 +525,24 @@ def test_authenticated_naming_another_user_is_refused_and_writes_nothing(
 def test_service_role_acts_for_any_user(authenticator: psycopg.Connection,
                                         owner: psycopg.Connection, alice_session: str) -> None:
     rpc = as_role(authenticator, "service_role")
-
-    def check(fn: str) -> None:
-        rpc(fn, body(fn, user="carol"))
-        if fn in WRITERS:
-            assert "carol" in owners(owner)
-
-    for_each(FUNCTIONS, check)
+    for_each(FUNCTIONS, lives_as_expected(rpc, owner, "carol"))
     assert owners(owner) == {ALICE}  # forget_user, last, removed carol
+    alices = alices_rows()
     for fn in SESSION_READERS:
-        assert len(rpc(fn, body(fn, session=alice_session))) == 1, fn
+        assert stable(rpc(fn, body(fn, session=alice_session)), alice_session) == alices[fn]
     before = snapshot(owner)
     for fn in NEED_USER:  # it must say for whom
-        with pytest.raises(psycopg.errors.InvalidParameterValue):
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as raised:
             rpc(fn, body(fn, session=alice_session))
+        assert "user_id" in raised.value.diag.message_primary, fn
     assert snapshot(owner) == before
+    assert rpc("delete_session", body("delete_session", session=alice_session)) == {
+        "deleted": True, "messages_deleted": 1, "behavioral_vectors_deleted": 1,
+        "auth_decisions_deleted": 1}
+    assert rpc("forget_user", body("forget_user", user=ALICE)) == {
+        "user_deleted": True, "sessions_deleted": 0, "messages_deleted": 0,
+        "behavioral_vectors_deleted": 0, "auth_decisions_deleted": 0}
+    assert owners(owner) == set()
 
 
 def test_claims_end_with_the_request(authenticator: psycopg.Connection,
