@@ -213,6 +213,21 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _set_options(alter: str) -> str:
+    """PL/pgSQL that runs ``<alter> options (...)``, setting or adding each
+    key of ``wanted`` (the options now are ``current_options``) after the
+    ``changes`` already listed."""
+    return f"""    for key in select pg_catalog.jsonb_object_keys(wanted) loop
+        changes := changes || pg_catalog.format('%s %I %L',
+            case when exists (select from pg_catalog.unnest(current_options) o
+                              where pg_catalog.split_part(o, '=', 1) = key)
+                 then 'set' else 'add' end,
+            key, wanted ->> key);
+    end loop;
+    execute pg_catalog.format('{alter} options (%s)',
+                              pg_catalog.array_to_string(changes, ', '));"""
+
+
 def _ident(name: str) -> str:
     if re.fullmatch(r"[a-z_][a-z0-9_]*", name):
         return name
@@ -271,15 +286,7 @@ begin
             changes := changes || pg_catalog.format('drop %I', key);
         end if;
     end loop;
-    for key in select pg_catalog.jsonb_object_keys(wanted) loop
-        changes := changes || pg_catalog.format('%s %I %L',
-            case when exists (select from pg_catalog.unnest(current_options) o
-                              where pg_catalog.split_part(o, '=', 1) = key)
-                 then 'set' else 'add' end,
-            key, wanted ->> key);
-    end loop;
-    execute pg_catalog.format('alter server {CLUSTER} options (%s)',
-                              pg_catalog.array_to_string(changes, ', '));
+{_set_options(f'alter server {CLUSTER}')}
 end
 $do$;
 """
@@ -300,15 +307,7 @@ begin
     if not found then
         execute 'create user mapping for public server {CLUSTER}';
     end if;
-    for key in select pg_catalog.jsonb_object_keys(wanted) loop
-        changes := changes || pg_catalog.format('%s %I %L',
-            case when exists (select from pg_catalog.unnest(current_options) o
-                              where pg_catalog.split_part(o, '=', 1) = key)
-                 then 'set' else 'add' end,
-            key, wanted ->> key);
-    end loop;
-    execute pg_catalog.format('alter user mapping for public server {CLUSTER} options (%s)',
-                              pg_catalog.array_to_string(changes, ', '));
+{_set_options(f'alter user mapping for public server {CLUSTER}')}
 end
 $do$;
 """
