@@ -220,6 +220,48 @@ def test_the_script_runs_again_and_replaces_a_changed_function(router):
     assert row["user_deleted"] is False
 
 
+def test_the_script_run_again_alters_the_cluster_options_in_place(router):
+    """Run again with other shard DSNs, the script sets the partitions and
+    options that changed, adds new ones, drops those no longer given, and
+    sets the login of the user mapping: the cluster follows the DSNs."""
+    shards = [router.dsn(s) for s in SHARDS]
+
+    def options(conn: psycopg.Connection) -> tuple[dict[str, str], dict[str, str]]:
+        server = conn.execute("select srvoptions from pg_foreign_server"
+                              " where srvname = 'sessionlog'").fetchone()[0]
+        mapping = conn.execute("select umoptions from pg_user_mappings"
+                               " where srvname = 'sessionlog' and umuser = 0").fetchone()[0]
+        return (dict(o.split("=", 1) for o in server), dict(o.split("=", 1) for o in mapping))
+
+    with psycopg.connect(router.router, autocommit=True) as conn:
+        before = options(conn)
+        assert before[1] == {"user": "postgres"}
+        try:
+            conn.execute(router_script([f"{shards[0]} connect_timeout=7", shards[1]],
+                                       partitions=4))
+            server, mapping = options(conn)
+            assert len([k for k in server if k.startswith("p")]) == 4
+            assert "connect_timeout=7" in server["p0"] and "connect_timeout" not in server["p1"]
+            assert mapping == {"user": "postgres"}
+            moved = [s.replace("user=postgres", "user=postgres password=secret") for s in shards]
+            conn.execute(router_script(moved))
+            server, mapping = options(conn)
+            assert mapping == {"user": "postgres", "password": "secret"}
+            assert "password" not in " ".join(server.values())
+            conn.execute(router_script(shards))
+            server, mapping = options(conn)
+            assert server == before[0]  # p2 and p3 dropped again
+            assert mapping == {"user": "postgres", "password": "secret"}  # a login stays
+        finally:  # the other tests' cluster
+            conn.execute(router_script(shards))
+            if "password" in options(conn)[1]:
+                conn.execute("alter user mapping for public server sessionlog"
+                             " options (drop password)")
+        assert options(conn) == before
+    assert call_one(psycopg.connect(router.router, autocommit=True, row_factory=dict_row),
+                    "forget_user", user_id="nobody")["user_deleted"] is False
+
+
 def test_shards_must_share_one_login():
     with pytest.raises(ValueError, match="same user"):
         router_script(["dbname=a user=x", "dbname=b user=y"])
