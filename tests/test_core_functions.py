@@ -10,6 +10,7 @@ import uuid
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from tests.helpers import call, call_one, call_sql, column_types, result_columns, table_counts
 
@@ -160,6 +161,42 @@ def test_client_generated_uuid_created_then_used_by_log_message(db):
     assert (upper["position"], upper["session_created"]) == (2, False)
     assert table_counts(db)["sessions"] == 1
     assert session_row(db, session_id)["token"] is None
+
+
+#: Session addresses next to the 8-4-4-4-12 hex form: only the form itself
+#: (either case) names a session by id; every near miss is a token.
+UUID_FORMS = ["7b0e7cc4-1f3c-4bd4-9d0b-2f0c8b1f5e11", "7B0E7CC4-1F3C-4BD4-9D0B-2F0C8B1F5E12"]
+NEAR_MISSES = [
+    "7b0e7cc41f3c4bd49d0b2f0c8b1f5e13",  # no hyphens (uuid_in would take it)
+    "{7b0e7cc4-1f3c-4bd4-9d0b-2f0c8b1f5e14}",  # braces (so would it)
+    "7b0e7cc4-1f3c-4bd4-9d0b-2f0c8b1f5e1g",  # a non-hex digit
+    "7b0e7cc4-1f3c-4bd4-9d0b-2f0c8b1f5e1",  # one digit short
+    "7b0e7cc4-1f3c-4bd4-9d0b-2f0c8b1f5e155",  # one too many
+    "7b0e7cc41-f3c-4bd4-9d0b-2f0c8b1f5e16",  # a hyphen out of place
+    "7b0e7cc4-1f3c-4bd4-9d0b-2f0c-b1f5e17",  # five hyphens, length 36
+    "------------------------------------",  # hyphens only
+    "7b0e7cc4-1f3c-4bd4-9d0b-2f0c8b1f5e1\u0661",  # an Arabic-Indic digit
+]
+
+
+@pytest.mark.parametrize("address", UUID_FORMS + NEAR_MISSES)
+def test_only_the_hex_form_of_a_uuid_addresses_a_session_by_id(db, address):
+    first = log(db, "forms", address)
+    is_uuid = address in UUID_FORMS
+    session = session_row(db, str(first["session_id"]))
+    assert (session["token"] is None) == is_uuid, address
+    if is_uuid:
+        assert first["session_id"] == uuid.UUID(address)
+    else:
+        assert session["token"] == address
+    # The same address finds the same session again: log_message's one-statement
+    # path, log_messages and the readers.
+    assert log(db, "forms", address)["session_id"] == first["session_id"]
+    batch = call(db, "log_messages", messages=Jsonb([
+        {"user_id": "forms", "session_id": address, "role": "user", "content": "c"}]))
+    assert [(r["session_id"], r["position"]) for r in batch] == [(first["session_id"], 3)]
+    read = call(db, "get_messages", session_id=address, user_id="forms")
+    assert [m["position"] for m in read] == [1, 2, 3]
 
 
 def test_log_message_creates_a_session_under_a_client_generated_uuid(db):

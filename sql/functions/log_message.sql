@@ -66,9 +66,7 @@ begin
                 last_activity_at = greatest(s.last_activity_at, pg_catalog.now())
             where s.user_id = acting_user
               and s.id = case
-                  when session_ref operator(pg_catalog.~)
-                      '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'
-                  then session_ref::uuid
+                  when sessionlog._is_uuid_form(session_ref) then session_ref::uuid
                   else (select t.id from sessionlog.sessions t
                         where t.user_id = acting_user
                           and t.token = session_ref) end

@@ -146,8 +146,7 @@ begin
                pg_catalog.array_agg(case when not r.is_uuid then x.sref end order by x.ord)
         into session_uuids, session_tokens
         from unnest(session_tokens) with ordinality x (sref, ord)
-        join (select d.sref, d.sref operator(pg_catalog.~)
-                  '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' as is_uuid
+        join (select d.sref, sessionlog._is_uuid_form(d.sref) as is_uuid
               from (select distinct sref from unnest(session_tokens) sref) d
               offset 0) r
             on r.sref = x.sref;
