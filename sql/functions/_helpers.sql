@@ -386,11 +386,18 @@ $$;
 -- The common case, an existing session, costs one UPDATE and checks no
 -- argument: a stored row's ids are valid, so whatever matches one is too.
 -- Only when nothing matches are the arguments checked (with the errors of
--- _acting_user and _session_ref) and the parents created.
+-- _acting_user and _session_ref) and the parents created. A caller that has
+-- just looked for the session itself and found none says so (after_a_miss):
+-- the first look is skipped and the parents are created straight away (a
+-- session created meanwhile by someone else is found by the second look).
+-- The signature before after_a_miss: function files are applied again on
+-- every migrate, and a second overload would make every call ambiguous.
+drop function if exists sessionlog._claim_session(text, text, integer);
 create or replace function sessionlog._claim_session(
     user_id text,
     session_id text,
     new_messages integer,
+    after_a_miss boolean,
     out acting_user text,
     out claimed_session_id uuid,
     out first_position bigint,
@@ -416,14 +423,14 @@ begin
     if sessionlog._is_uuid_form(session_token) then
         claimed_session_id := session_token::uuid;
         session_token := null;
-    else
+    elsif not after_a_miss then
         select s.id into claimed_session_id
         from sessionlog.sessions s
         where s.user_id = acting_user and s.token = session_token;
     end if;
 
     for attempt in 1..2 loop
-        if claimed_session_id is not null then
+        if claimed_session_id is not null and not (after_a_miss and attempt = 1) then
             if new_messages is null then
                 perform from sessionlog.sessions s
                 where s.id = claimed_session_id and s.user_id = acting_user

@@ -82,11 +82,12 @@ begin
         if found then
             return result;
         end if;
-        claim := sessionlog._claim_session(log_message.user_id, log_message.session_id, 1);
+        -- The statement above looked for the session and found none.
+        claim := sessionlog._claim_session(log_message.user_id, log_message.session_id, 1, true);
     else
         -- Lock the session first: writers of this session queue behind us, so
         -- the key cannot be taken between our look and our insert.
-        claim := sessionlog._claim_session(log_message.user_id, log_message.session_id, null);
+        claim := sessionlog._claim_session(log_message.user_id, log_message.session_id, null, false);
         select m.id, m.position, m.created_at, m.role, m.content, m.model, m.tokens, m.metadata
         into original
         from sessionlog.messages m
@@ -111,7 +112,7 @@ begin
         end if;
         -- The row is ours already: this only reserves the position.
         claim.first_position := (sessionlog._claim_session(
-            log_message.user_id, log_message.session_id, 1)).first_position;
+            log_message.user_id, log_message.session_id, 1, false)).first_position;
     end if;
 
     insert into sessionlog.messages
