@@ -1,14 +1,14 @@
 -- The floor of log_message's design, for `python -m bench --ab bench/floor.sql
--- --cases "bare,log_message existing"`: a log_message into an existing
--- session that does only what the design must do per message, the session
--- row's UPDATE (the exact message_count that numbers the message, and
--- last_activity_at) feeding the message INSERT, in one PL/pgSQL call. No
--- argument checks, no definer layer, no row-level security: no version of
+-- --cases "bare,log_message "`: a log_message that does only what the design
+-- must do per message, in one PL/pgSQL call. Into an existing session, the
+-- session row's UPDATE (the exact message_count that numbers the message, and
+-- last_activity_at) feeding the message INSERT; otherwise the user's and the
+-- session's INSERT ... ON CONFLICT DO NOTHING, then the message at position 1.
+-- No argument checks, no definer layer, no row-level security: no version of
 -- log_message that keeps an exact per-session counter can be cheaper, so its
--- ratio to the bare INSERT bounds what the existing-session target can reach.
--- Not a usable function: it creates nothing and trusts its arguments (an
--- existing session's UUID and its user), and the A/B applies it to the
--- proposal's database only.
+-- ratios to the bare INSERT bound what the two log_message targets can reach.
+-- Not a usable function: it trusts its arguments (a session UUID and its
+-- user), ignores races, and the A/B applies it to the proposal's database only.
 
 alter table sessionlog.sessions disable row level security;
 alter table sessionlog.messages disable row level security;
@@ -44,6 +44,17 @@ begin
            log_message.model, log_message.tokens, coalesce(log_message.metadata, '{}')
     from claimed c
     returning id, session_id, position, created_at, false, false, false
+    into result;
+    if found then
+        return result;
+    end if;
+    insert into sessionlog.users (id) values (log_message.user_id) on conflict do nothing;
+    insert into sessionlog.sessions (id, user_id, message_count)
+    values (log_message.session_id::uuid, log_message.user_id, 1) on conflict do nothing;
+    insert into sessionlog.messages (user_id, session_id, position, role, content, model, tokens, metadata)
+    values (log_message.user_id, log_message.session_id::uuid, 1, log_message.role, log_message.content,
+            log_message.model, log_message.tokens, coalesce(log_message.metadata, '{}'))
+    returning id, session_id, position, created_at, true, true, false
     into result;
     return result;
 end
