@@ -414,7 +414,10 @@ declare
 begin
     session_created := false;
     user_created := false;
-    if sessionlog._caller_user() is not null then
+    -- For the first look; after a miss the loop below sets it, checked.
+    if after_a_miss then
+        null;
+    elsif sessionlog._caller_user() is not null then
         acting_user := sessionlog._acting_user(user_id);
     else
         acting_user := pg_catalog.btrim(user_id, E' \t\n\r\f\x0B');
