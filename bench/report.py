@@ -49,13 +49,18 @@ def _at_least(limit: float) -> Callable[[float], bool]:
 
 
 def _row(label: str, target: str, check: Callable[[float], bool] | None,
-         value: Callable[[str], Summary]) -> Row:
+         value: Callable[[str], Summary], off: Callable[[float], bool] | None = None,
+         judged: tuple[str, ...] = SETTINGS) -> Row:
+    """A comparison, judged by ``check`` in the ``judged`` settings (by
+    ``off`` instead with synchronous_commit = off, where DESIGN.md gives a
+    CPU-bound target of its own); the other settings are reported only."""
     values: dict[str, Summary | str] = {}
     passed: dict[str, bool | None] = {}
     for s in SETTINGS:
         summary = value(s)
         values[s] = summary
-        passed[s] = None if check is None or summary.n == 0 else check(summary.median)
+        test = off if s == "off" and off is not None else check if s in judged else None
+        passed[s] = None if test is None or summary.n == 0 else test(summary.median)
     return Row(label, target, values, passed)
 
 
@@ -63,24 +68,24 @@ def ratio_rows(res: Results) -> list[Row]:
     """The comparisons of DESIGN.md's targets (first) and the others."""
     S, R, G = res.single, res.rtt, res.growth
     rows = [
-        _row("log_message, existing session ÷ bare INSERT (time per call)", "≤ 1.25", _at_most(1.25),
-             lambda s: paired(S[s].get("log_message existing"), S[s].get("bare INSERT"), time_ratio)),
+        _row("log_message, existing session ÷ bare INSERT (time per call)", "≤ 1.25 (off: ≤ 1.5)",
+             _at_most(1.25), lambda s: paired(S[s].get("log_message existing"), S[s].get("bare INSERT"),
+                                              time_ratio), off=_at_most(1.5)),
         _row("log_message, new user + session ÷ bare INSERT", "≤ 1.6", _at_most(1.6),
-             lambda s: paired(S[s].get("log_message new user+session"), S[s].get("bare INSERT"), time_ratio)),
-        _row("check-then-insert, autocommit ÷ log_message (new user + session)", "≥ 4", _at_least(4),
+             lambda s: paired(S[s].get("log_message new user+session"), S[s].get("bare INSERT"), time_ratio),
+             judged=("on",)),
+        _row("check-then-insert, autocommit ÷ log_message (new user + session)", "≥ 2.5", _at_least(2.5),
              lambda s: paired(S[s].get("check-then-insert new (autocommit)"),
-                              S[s].get("log_message new user+session"), time_ratio)),
-        _row("check-then-insert, one transaction ÷ log_message (new user + session)", "≥ 4", _at_least(4),
-             lambda s: paired(S[s].get("check-then-insert new (transaction)"),
-                              S[s].get("log_message new user+session"), time_ratio)),
-        _row("at 1 ms RTT: check-then-insert, autocommit ÷ log_message (new)", "≥ 6", _at_least(6),
+                              S[s].get("log_message new user+session"), time_ratio), judged=("on",)),
+        _row("at 1 ms RTT: check-then-insert, autocommit ÷ log_message (new)", "≥ 4.5", _at_least(4.5),
              lambda s: paired(R[s].get("check-then-insert new (autocommit)"),
-                              R[s].get("log_message new user+session"), time_ratio)),
-        _row("at 1 ms RTT: check-then-insert, one transaction ÷ log_message (new)", "≥ 6", _at_least(6),
-             lambda s: paired(R[s].get("check-then-insert new (transaction)"),
-                              R[s].get("log_message new user+session"), time_ratio)),
-        _row("log_messages ×1000 ÷ COPY ×1000 (messages/s)", "≥ 0.8", _at_least(0.8),
-             lambda s: paired(S[s].get("log_messages ×1000"), S[s].get("COPY 1000"), rate_ratio)),
+                              R[s].get("log_message new user+session"), time_ratio), judged=("on",)),
+        _row("log_messages ×1000 ÷ COPY ×1000 (messages/s)", "≥ 0.6", _at_least(0.6),
+             lambda s: paired(S[s].get("log_messages ×1000"), S[s].get("COPY 1000"), rate_ratio),
+             judged=("on",)),
+        _row(f"pgbench, {max(res.config.clients)} clients: log_message existing ÷ bare INSERT "
+             "(time per call)", "≤ 1.5", _at_most(1.5),
+             lambda s: _pgbench_ratio(res, s, max(res.config.clients))),
     ]
     rows.append(writers_row(res))
     for label in [k for k in res.sizes if k != "empty"]:
@@ -91,6 +96,12 @@ def ratio_rows(res: Results) -> list[Row]:
                                  G[s][label].get(case), G[s]["empty"].get(case), time_ratio)))
     # Informative comparisons.
     rows += [
+        _row("check-then-insert, one transaction ÷ log_message (new user + session)", "", None,
+             lambda s: paired(S[s].get("check-then-insert new (transaction)"),
+                              S[s].get("log_message new user+session"), time_ratio)),
+        _row("at 1 ms RTT: check-then-insert, one transaction ÷ log_message (new)", "", None,
+             lambda s: paired(R[s].get("check-then-insert new (transaction)"),
+                              R[s].get("log_message new user+session"), time_ratio)),
         _row("log_interaction (2 messages) ÷ bare INSERT (time per call)", "", None,
              lambda s: paired(S[s].get("log_interaction"), S[s].get("bare INSERT"), time_ratio)),
         _row("store_auth_decision ÷ bare INSERT", "", None,
@@ -114,9 +125,10 @@ def ratio_rows(res: Results) -> list[Row]:
         rows.append(_row(f"bare INSERT at {label} messages ÷ empty table (reference)", "", None,
                          lambda s, label=label: paired(G[s][label].get("bare INSERT"),
                                                        G[s]["empty"].get("bare INSERT"), time_ratio)))
-    for n in sorted({min(res.config.clients), max(res.config.clients)}):
-        rows.append(_row(f"pgbench, {n} client{'s' if n > 1 else ''}: log_message existing ÷ bare INSERT",
-                         "", None, lambda s, n=n: _pgbench_ratio(res, s, n)))
+    n = min(res.config.clients)
+    if n != max(res.config.clients):
+        rows.append(_row(f"pgbench, {n} client{'s' if n > 1 else ''}: log_message existing ÷ bare INSERT "
+                         "(time per call)", "", None, lambda s, n=n: _pgbench_ratio(res, s, n)))
     n = max(res.config.clients)
     rows.append(_row(f"{n} clients, shared new sessions: check-then-insert (autocommit) ÷ log_message "
                      "(time per call)", "", None,
