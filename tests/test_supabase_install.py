@@ -418,7 +418,7 @@ def test_rls_is_forced_on_every_table_and_no_api_role_holds_a_table_privilege(
 
 
 #: Settings a definer function pins beyond search_path, and why: see its file.
-PLANNER_SETTINGS = {"log_messages": ["plan_cache_mode=force_generic_plan"]}
+PLANNER_SETTINGS = {"log_messages": ["plan_cache_mode=force_generic_plan", "enable_seqscan=off"]}
 
 
 def test_nothing_of_ours_lands_in_public_but_the_api_functions(owner: psycopg.Connection
