@@ -37,11 +37,7 @@ begin
        or log_message.content is null
        or pg_catalog.char_length(log_message.content) > 1048576
        or pg_catalog.jsonb_typeof(checked_metadata) <> 'object'
-       -- A small uncompressed value is within the limits without a call
-       -- (see _metadata_within_limits, which answers it the same way).
-       or not (pg_catalog.pg_column_size(checked_metadata) < 800
-               and pg_catalog.pg_column_compression(checked_metadata) is null
-               or sessionlog._metadata_within_limits(checked_metadata))
+       or not sessionlog._metadata_within_limits(checked_metadata)
        or pg_catalog.char_length(log_message.model) > 255
     then
         checked_role := sessionlog._choice(log_message.role, 'role', sessionlog._message_roles());

@@ -108,10 +108,7 @@ begin
                and f.content is not null
                and pg_catalog.char_length(f.content) <= 1048576
                and (f.model is null or pg_catalog.char_length(f.model) <= 255)
-               -- small and uncompressed: within the limits without a call
-               and (pg_catalog.pg_column_size(f.metadata) < 800
-                    and pg_catalog.pg_column_compression(f.metadata) is null
-                    or sessionlog._metadata_within_limits(f.metadata))
+               and sessionlog._metadata_within_limits(f.metadata)
                and (f.tokens is null
                     or (f.tokens between 0 and 2147483647 and f.tokens = pg_catalog.trunc(f.tokens)))
                as ok
