@@ -112,26 +112,21 @@ class Case:
     call: Callable[[psycopg.Cursor[Any]], None]
 
 
-def text_of(n: int, char: str = "x") -> str:
-    return char * n
-
-
 def metadata_of(n: int) -> dict[str, str]:
     """A JSON object of about n bytes as text."""
-    return {"blob": text_of(n - len('{"blob": ""}'), "m")}
+    return {"blob": "m" * (n - len('{"blob": ""}'))}
 
 
 def cases(content_bytes: int, metadata_bytes: int, batch_bytes: int,
           small_batch_content: int) -> list[Case]:
-    content = text_of(content_bytes)
+    content = "x" * content_bytes
     metadata = metadata_of(metadata_bytes)
     big_batch = [{"user_id": USER, "session_id": "big-batch", "role": "user", "content": content}
                  for _ in range(max(1, batch_bytes // (content_bytes + 100)))]
-    small_content = text_of(small_batch_content)
+    small_content = "x" * small_batch_content
     small_batch = [{"user_id": USER, "session_id": "small-batch", "role": "user",
                     "content": small_content}
                    for _ in range(max(1, batch_bytes // (small_batch_content + 100)))]
-    session = SESSION
 
     def size_of(value: object) -> int:
         return len(json.dumps(value).encode())  # as psycopg's Jsonb sends it
@@ -139,23 +134,23 @@ def cases(content_bytes: int, metadata_bytes: int, batch_bytes: int,
     def log_message(cur: psycopg.Cursor[Any], body: str, meta: object) -> None:
         cur.execute("select * from public.log_message(user_id => %s, session_id => %s,"
                     " role => 'user', content => %s, metadata => %s)",
-                    [USER, session, body, Jsonb(meta)])
+                    [USER, SESSION, body, Jsonb(meta)])
         cur.fetchall()
 
     def bare_insert(cur: psycopg.Cursor[Any], body: str, meta: object) -> None:
         cur.execute("select coalesce(max(position), 0) + 1 from sessionlog.messages"
-                    " where user_id = %s and session_id = %s", [USER, session])
+                    " where user_id = %s and session_id = %s", [USER, SESSION])
         position = cur.fetchone()[0]
         cur.execute("insert into sessionlog.messages (user_id, session_id, position, role, content,"
                     " metadata) values (%s, %s, %s, 'user', %s, %s) returning id",
-                    [USER, session, position, body, Jsonb(meta)])
+                    [USER, SESSION, position, body, Jsonb(meta)])
         cur.execute("update sessionlog.sessions set message_count = %s where id = %s",
-                    [position, session])
+                    [position, SESSION])
 
     def log_interaction(cur: psycopg.Cursor[Any], body: str, meta: object) -> None:
         cur.execute("select * from public.log_interaction(user_id => %s, session_id => %s,"
                     " prompt => %s, response => %s, metadata => %s)",
-                    [USER, session, body, body, Jsonb(meta)])
+                    [USER, SESSION, body, body, Jsonb(meta)])
         cur.fetchall()
 
     def log_messages(cur: psycopg.Cursor[Any], batch: list[dict[str, str]]) -> None:
