@@ -660,7 +660,8 @@ def test_migration_0005_rolls_back_to_the_old_get_messages_and_forward_again(dsn
         with psycopg.connect(target, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
             fill(conn, "u1", "s", 3)
             assert len(signatures(conn)) == 10
-        assert sessionlog.rollback(target, 1) == ["0005_conversation_verbs"]
+        assert sessionlog.rollback(target, 2) == ["0006_procedural_id_check",
+                                                  "0005_conversation_verbs"]
         with psycopg.connect(target, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
             old = "session_id text, user_id text, after_position bigint, max_rows integer"
             assert signatures(conn) == {"public.get_messages": [old],
@@ -669,7 +670,8 @@ def test_migration_0005_rolls_back_to_the_old_get_messages_and_forward_again(dsn
                                  after_position=1)) == ["m2", "m3"]
             assert conn.execute("select to_regtype('sessionlog.prune_sessions_result') is null"
                                 " as gone").fetchone()["gone"]
-        assert sessionlog.migrate(target).applied == ["0005_conversation_verbs"]
+        assert sessionlog.migrate(target).applied == ["0005_conversation_verbs",
+                                                      "0006_procedural_id_check"]
         with psycopg.connect(target, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
             assert len(signatures(conn)) == 10
             assert [r["position"] for r in call(conn, "get_messages", session_id="s",

@@ -86,7 +86,8 @@ def applied_migrations(dsn: str) -> list[str]:
 def test_upgrade_from_empty_applies_every_migration_and_the_functions_work(empty_dsn):
     result = sessionlog.migrate(empty_dsn)
     assert result.applied == MIGRATIONS == ["0001_roles", "0002_core", "0003_strict_id_check",
-                                            "0004_definer_functions", "0005_conversation_verbs"]
+                                            "0004_definer_functions", "0005_conversation_verbs",
+                                            "0006_procedural_id_check"]
     assert result.functions == len(function_files())
     assert applied_migrations(empty_dsn) == MIGRATIONS
     row = log_one(empty_dsn)
@@ -124,7 +125,8 @@ def test_rollback_to_empty_removes_every_object_and_upgrade_works_again(empty_ds
 
 def test_rollback_of_all_but_the_roles_migration_keeps_the_roles(empty_dsn):
     sessionlog.migrate(empty_dsn)
-    assert sessionlog.rollback(empty_dsn, count=4) == ["0005_conversation_verbs",
+    assert sessionlog.rollback(empty_dsn, count=5) == ["0006_procedural_id_check",
+                                                       "0005_conversation_verbs",
                                                        "0004_definer_functions",
                                                        "0003_strict_id_check", "0002_core"]
     assert applied_migrations(empty_dsn) == ["0001_roles"]
@@ -134,21 +136,51 @@ def test_rollback_of_all_but_the_roles_migration_keeps_the_roles(empty_dsn):
                             " ('anon', 'authenticated', 'service_role')").fetchone() == (3,)
     assert sessionlog.migrate(empty_dsn).applied == ["0002_core", "0003_strict_id_check",
                                                      "0004_definer_functions",
-                                                     "0005_conversation_verbs"]
+                                                     "0005_conversation_verbs",
+                                                     "0006_procedural_id_check"]
     assert log_one(empty_dsn)["position"] == 1
 
 
 def test_rollback_of_the_strict_id_check_calls_it_for_null_again(empty_dsn):
     sessionlog.migrate(empty_dsn)
     assert validity_checks_of_a_message_without_key(empty_dsn) == 0
-    assert sessionlog.rollback(empty_dsn, count=3) == ["0005_conversation_verbs",
+    assert sessionlog.rollback(empty_dsn, count=4) == ["0006_procedural_id_check",
+                                                       "0005_conversation_verbs",
                                                        "0004_definer_functions",
                                                        "0003_strict_id_check"]
     assert validity_checks_of_a_message_without_key(empty_dsn) == 1
     assert sessionlog.migrate(empty_dsn).applied == ["0003_strict_id_check",
                                                      "0004_definer_functions",
-                                                     "0005_conversation_verbs"]
+                                                     "0005_conversation_verbs",
+                                                     "0006_procedural_id_check"]
     assert validity_checks_of_a_message_without_key(empty_dsn) == 0
+
+
+#: Ids on both sides of each clause of the rule (1 to 255 characters, no
+#: control character, no surrounding space), and NULL (STRICT: NULL).
+ID_SAMPLES = ["u", "x" * 255, "x" * 256, "", "tab\there", "del\x7f", "c1\x85", " lead", "trail ",
+              "in side", "ünïcödé", None]
+
+
+def test_rollback_of_the_procedural_id_check_gives_back_the_sql_function_and_the_same_rule(
+        empty_dsn):
+    def language_and_verdicts() -> tuple[str, list]:
+        with psycopg.connect(empty_dsn) as conn:
+            language = conn.execute("select l.lanname from pg_proc p join pg_language l"
+                                    " on l.oid = p.prolang"
+                                    " where p.oid = 'sessionlog._is_valid_id'::regproc").fetchone()[0]
+            verdicts = [conn.execute("select sessionlog._is_valid_id(%s)", [v]).fetchone()[0]
+                        for v in ID_SAMPLES]
+        return language, verdicts
+
+    expected = [True, True, False, False, False, False, False, False, False, True, True, None]
+    sessionlog.migrate(empty_dsn)
+    assert language_and_verdicts() == ("plpgsql", expected)
+    assert sessionlog.rollback(empty_dsn, count=1) == ["0006_procedural_id_check"]
+    assert language_and_verdicts() == ("sql", expected)
+    assert sessionlog.migrate(empty_dsn).applied == ["0006_procedural_id_check"]
+    assert language_and_verdicts() == ("plpgsql", expected)
+    assert log_one(empty_dsn)["position"] == 1
 
 
 def validity_checks_of_a_message_without_key(dsn: str) -> int:

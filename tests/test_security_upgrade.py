@@ -44,8 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 #: The last commit of the v1 model (functions running as the invoker).
 V1_COMMIT = "464f122"
 V1_MIGRATIONS = ["0001_roles", "0002_core", "0003_strict_id_check"]
-# Applied on top of a v1 install: the security model v2, then the conversation verbs.
-V2_MIGRATIONS = ["0004_definer_functions", "0005_conversation_verbs"]
+# Applied on top of a v1 install: the security model v2, the conversation verbs, then
+# the procedural id check.
+V2_MIGRATIONS = ["0004_definer_functions", "0005_conversation_verbs", "0006_procedural_id_check"]
 
 
 @pytest.fixture(scope="module")

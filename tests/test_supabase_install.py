@@ -67,7 +67,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 REPO = Path(__file__).resolve().parents[1]
 MIGRATIONS = ["0001_roles", "0002_core", "0003_strict_id_check", "0004_definer_functions",
-              "0005_conversation_verbs"]
+              "0005_conversation_verbs", "0006_procedural_id_check"]
 
 
 # --- the script and the ways to apply it ---------------------------------------
