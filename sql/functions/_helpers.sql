@@ -387,17 +387,19 @@ $$;
 -- argument: a stored row's ids are valid, so whatever matches one is too.
 -- Only when nothing matches are the arguments checked (with the errors of
 -- _acting_user and _session_ref) and the parents created. A caller that has
--- just looked for the session itself and found none says so (after_a_miss):
--- the first look is skipped and the parents are created straight away (a
--- session created meanwhile by someone else is found by the second look).
--- The signature before after_a_miss: function files are applied again on
--- every migrate, and a second overload would make every call ambiguous.
+-- just looked for the session itself and found none passes the user it acts
+-- for, checked (checked_user): the first look and the user's checks are
+-- skipped, and the parents are created straight away (a session created
+-- meanwhile by someone else is found by the second look).
+-- The earlier signatures: function files are applied again on every
+-- migrate, and a second overload would make every call ambiguous.
 drop function if exists sessionlog._claim_session(text, text, integer);
+drop function if exists sessionlog._claim_session(text, text, integer, boolean);
 create or replace function sessionlog._claim_session(
     user_id text,
     session_id text,
     new_messages integer,
-    after_a_miss boolean,
+    checked_user text,
     out acting_user text,
     out claimed_session_id uuid,
     out first_position bigint,
@@ -414,9 +416,11 @@ declare
 begin
     session_created := false;
     user_created := false;
-    -- For the first look; after a miss the loop below sets it, checked.
-    if after_a_miss then
-        null;
+    -- For the first look a trusted caller's user is not checked (a stored
+    -- row's id is valid, so whatever matches one is too); the loop below
+    -- checks it before writing.
+    if checked_user is not null then
+        acting_user := checked_user;
     elsif sessionlog._caller_user() is not null then
         acting_user := sessionlog._acting_user(user_id);
     else
@@ -426,14 +430,14 @@ begin
     if sessionlog._is_uuid_form(session_token) then
         claimed_session_id := session_token::uuid;
         session_token := null;
-    elsif not after_a_miss then
+    elsif checked_user is null then
         select s.id into claimed_session_id
         from sessionlog.sessions s
         where s.user_id = acting_user and s.token = session_token;
     end if;
 
     for attempt in 1..2 loop
-        if claimed_session_id is not null and not (after_a_miss and attempt = 1) then
+        if claimed_session_id is not null and not (checked_user is not null and attempt = 1) then
             if new_messages is null then
                 perform from sessionlog.sessions s
                 where s.id = claimed_session_id and s.user_id = acting_user
@@ -450,7 +454,9 @@ begin
                 perform sessionlog._not_owner(claimed_session_id, 'session_id');
             end if;
         end if;
-        acting_user := sessionlog._acting_user(user_id);
+        if checked_user is null then
+            acting_user := sessionlog._acting_user(user_id);
+        end if;
         if claimed_session_id is null then
             session_token := sessionlog._id(session_id, 'session_id');
         end if;

@@ -43,11 +43,11 @@ begin
     end if;
 
     if idempotency_key is null then
-        claim := sessionlog._claim_session(log_interaction.user_id, log_interaction.session_id, 2, false);
+        claim := sessionlog._claim_session(log_interaction.user_id, log_interaction.session_id, 2, null);
         response_position := claim.first_position + 1;
     else
         -- Lock first, then look: see log_message.
-        claim := sessionlog._claim_session(log_interaction.user_id, log_interaction.session_id, null, false);
+        claim := sessionlog._claim_session(log_interaction.user_id, log_interaction.session_id, null, null);
         select m.id, m.position, m.created_at, m.role, m.content, m.model, m.tokens, m.metadata
         into original_prompt
         from sessionlog.messages m
@@ -86,7 +86,7 @@ begin
         end if;
         -- The row is ours already: this only reserves the positions.
         response_position := (sessionlog._claim_session(
-            log_interaction.user_id, log_interaction.session_id, 2, false)).first_position + 1;
+            log_interaction.user_id, log_interaction.session_id, 2, null)).first_position + 1;
     end if;
 
     insert into sessionlog.messages

@@ -24,7 +24,8 @@ declare
     session_ref text := pg_catalog.btrim(log_message.session_id, E' \t\n\r\f\x0B');
     -- A trusted caller names the user; an end user is its JWT subject (the
     -- checks and errors of _acting_user). Row-level security only backs it up.
-    acting_user text := case when sessionlog._caller_user() is null
+    subject text := sessionlog._caller_user();
+    acting_user text := case when subject is null
                              then pg_catalog.btrim(log_message.user_id, E' \t\n\r\f\x0B')
                              else sessionlog._acting_user(log_message.user_id) end;
     idempotency_key text;
@@ -37,7 +38,7 @@ begin
        or log_message.content is null
        or pg_catalog.char_length(log_message.content) > 1048576
        or pg_catalog.jsonb_typeof(checked_metadata) <> 'object'
-       or not sessionlog._metadata_within_limits(checked_metadata)
+       or log_message.metadata is not null and not sessionlog._metadata_within_limits(checked_metadata)
        or pg_catalog.char_length(log_message.model) > 255
     then
         checked_role := sessionlog._choice(log_message.role, 'role', sessionlog._message_roles());
@@ -82,12 +83,17 @@ begin
         if found then
             return result;
         end if;
-        -- The statement above looked for the session and found none.
-        claim := sessionlog._claim_session(log_message.user_id, log_message.session_id, 1, true);
+        -- The statement above looked for the session and found none: the
+        -- user is checked before it is created (a trusted caller's named
+        -- user is still unchecked; _acting_user says what is wrong).
+        if subject is null and not coalesce(sessionlog._is_valid_id(acting_user), false) then
+            acting_user := sessionlog._acting_user(log_message.user_id);
+        end if;
+        claim := sessionlog._claim_session(log_message.user_id, log_message.session_id, 1, acting_user);
     else
         -- Lock the session first: writers of this session queue behind us, so
         -- the key cannot be taken between our look and our insert.
-        claim := sessionlog._claim_session(log_message.user_id, log_message.session_id, null, false);
+        claim := sessionlog._claim_session(log_message.user_id, log_message.session_id, null, null);
         select m.id, m.position, m.created_at, m.role, m.content, m.model, m.tokens, m.metadata
         into original
         from sessionlog.messages m
@@ -112,7 +118,7 @@ begin
         end if;
         -- The row is ours already: this only reserves the position.
         claim.first_position := (sessionlog._claim_session(
-            log_message.user_id, log_message.session_id, 1, false)).first_position;
+            log_message.user_id, log_message.session_id, 1, null)).first_position;
     end if;
 
     insert into sessionlog.messages

@@ -28,7 +28,7 @@ begin
         checked_risk_level := sessionlog._choice(store_auth_decision.risk_level, 'risk_level',
             sessionlog._risk_levels());
     end if;
-    claim := sessionlog._claim_session(store_auth_decision.user_id, store_auth_decision.session_id, 0, false);
+    claim := sessionlog._claim_session(store_auth_decision.user_id, store_auth_decision.session_id, 0, null);
     insert into sessionlog.auth_decisions
         (user_id, session_id, decision, confidence, risk_score, risk_level, metadata)
     values

@@ -23,7 +23,7 @@ begin
     if store_behavioral_vector.event_type is not null then
         checked_event_type := sessionlog._id(store_behavioral_vector.event_type, 'event_type');
     end if;
-    claim := sessionlog._claim_session(store_behavioral_vector.user_id, store_behavioral_vector.session_id, 0, false);
+    claim := sessionlog._claim_session(store_behavioral_vector.user_id, store_behavioral_vector.session_id, 0, null);
     insert into sessionlog.behavioral_vectors (user_id, session_id, event_type, vector, metadata)
     values (claim.acting_user, claim.claimed_session_id, checked_event_type, checked_vector, checked_metadata)
     returning id, session_id, created_at, claim.session_created into result;
