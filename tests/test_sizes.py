@@ -5,14 +5,17 @@ Supabase adapter alike: one rule set in _calls)."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from sessionlog import AsyncSessionLog, InvalidArgument, SessionLog, SupabaseSessionLog
 from sessionlog import _calls
+from tests.helpers import call, table_counts
 
 MiB = 1_048_576
 
@@ -151,4 +154,30 @@ def test_content_of_exactly_1_mib_is_stored(dsn, db):
                                  content="é" * MiB)
     assert stored.position == 1
     assert db.execute("select char_length(content) as n from sessionlog.messages"
+                      ).fetchone()["n"] == MiB
+
+
+# Each way in for text of the 1 MiB bound, called in SQL (the shim's own check
+# is not in the way): (function, arguments with the text, the argument named).
+SERVER_TEXT_BOUNDS = [
+    ("log_message", lambda text: message(content=text), "content"),
+    ("log_interaction", lambda text: dict(user_id="u1", session_id="chat-1", prompt="p",
+                                          response=text), "response"),
+    ("log_messages", lambda text: dict(messages=[message(content=text)]),
+     "messages[0].content"),
+]
+
+
+@pytest.mark.parametrize("fn, arguments, named", SERVER_TEXT_BOUNDS,
+                         ids=[fn for fn, _, _ in SERVER_TEXT_BOUNDS])
+def test_the_server_counts_characters_not_bytes_at_the_1_mib_bound(db, fn, arguments, named):
+    """2 bytes a character: MiB characters (2 MiB of UTF-8) are stored, one
+    more is 22023 naming the argument, with nothing written."""
+    call(db, fn, **arguments("é" * MiB))
+    stored = table_counts(db)
+    with pytest.raises(psycopg.errors.InvalidParameterValue,
+                       match=rf"invalid {re.escape(named)} .*has 1048577 characters"):
+        call(db, fn, **arguments("é" * (MiB + 1)))
+    assert table_counts(db) == stored
+    assert db.execute("select max(char_length(content)) as n from sessionlog.messages"
                       ).fetchone()["n"] == MiB

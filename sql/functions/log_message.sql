@@ -36,7 +36,8 @@ begin
     -- A quick test of valid arguments; the helpers say what is wrong.
     if not coalesce(checked_role operator(pg_catalog.=) any (sessionlog._message_roles()), false)
        or log_message.content is null
-       or pg_catalog.char_length(log_message.content) > 1048576
+       or pg_catalog.octet_length(log_message.content) > 1048576
+          and pg_catalog.char_length(log_message.content) > 1048576
        or pg_catalog.jsonb_typeof(checked_metadata) <> 'object'
        or log_message.metadata is not null and not sessionlog._metadata_within_limits(checked_metadata)
        or pg_catalog.char_length(log_message.model) > 255
