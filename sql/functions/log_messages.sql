@@ -32,7 +32,6 @@ declare
     session_uuids uuid[];
     session_tokens text[];
     roles text[];
-    contents text[];
     models text[];
     token_counts integer[];
     metadatas jsonb[];
@@ -41,9 +40,17 @@ declare
     user_count bigint;
     locked_users bigint;
     created_sessions uuid[];
+    locked_ids uuid[];
+    locked_owners text[];
+    message_counts bigint[];
+    first_ords bigint[];
+    session_creators bigint[] := '{}';
+    user_creators bigint[] := '{}';
     bad record;
     batch_ok boolean;
     has_keys boolean;
+    session_refs text[];
+    ref_is_uuid boolean[];
     subject text := sessionlog._caller_user();
     under_rls boolean := subject is not null;
 begin
@@ -90,12 +97,11 @@ begin
            pg_catalog.array_agg(x.u order by x.ord),
            pg_catalog.array_agg(x.sref order by x.ord),
            pg_catalog.array_agg(x.role order by x.ord),
-           pg_catalog.array_agg(x.content order by x.ord),
            pg_catalog.array_agg(x.model order by x.ord),
            pg_catalog.array_agg(case when x.ok then x.tokens::integer end order by x.ord),
            pg_catalog.array_agg(x.metadata order by x.ord),
            pg_catalog.array_agg(x.cmid order by x.ord)
-    into batch_ok, users, session_tokens, roles, contents, models, token_counts,
+    into batch_ok, users, session_tokens, roles, models, token_counts,
          metadatas, idempotency_keys
     from (
         select f.*,
@@ -106,9 +112,10 @@ begin
                and f.sref is not null
                and coalesce(f.role = any (sessionlog._message_roles()), false)
                and f.content is not null
-               and pg_catalog.char_length(f.content) <= 1048576
+               and (pg_catalog.octet_length(f.content) <= 1048576
+                    or pg_catalog.char_length(f.content) <= 1048576)
                and (f.model is null or pg_catalog.char_length(f.model) <= 255)
-               and sessionlog._metadata_within_limits(f.metadata)
+               and (f.metadata = '{}'::jsonb or sessionlog._metadata_within_limits(f.metadata))
                and (f.tokens is null
                     or (f.tokens between 0 and 2147483647 and f.tokens = pg_catalog.trunc(f.tokens)))
                as ok
@@ -146,14 +153,21 @@ begin
     -- a batch has few users and sessions. session_tokens holds the addresses
     -- until here; a UUID moves to session_uuids.
     if batch_ok then
-        select pg_catalog.array_agg(case when r.is_uuid then x.sref::uuid end order by x.ord),
-               pg_catalog.array_agg(case when not r.is_uuid then x.sref end order by x.ord)
-        into session_uuids, session_tokens
-        from unnest(session_tokens) with ordinality x (sref, ord)
-        join (select d.sref, sessionlog._is_uuid_form(d.sref) as is_uuid
-              from (select distinct sref from unnest(session_tokens) sref) d
-              offset 0) r
-            on r.sref = x.sref;
+        select pg_catalog.array_agg(d.sref), pg_catalog.array_agg(sessionlog._is_uuid_form(d.sref))
+        into session_refs, ref_is_uuid
+        from (select distinct sref from unnest(session_tokens) sref) d;
+        if true = all (ref_is_uuid) then
+            session_uuids := session_tokens::uuid[];
+            session_tokens := '{}';
+        elsif true = any (ref_is_uuid) then
+            select pg_catalog.array_agg(case when r.is_uuid then x.sref::uuid end order by x.ord),
+                   pg_catalog.array_agg(case when not r.is_uuid then x.sref end order by x.ord)
+            into session_uuids, session_tokens
+            from unnest(session_tokens) with ordinality x (sref, ord)
+            join unnest(session_refs, ref_is_uuid) r (sref, is_uuid) on r.sref = x.sref;
+        else
+            session_uuids := pg_catalog.array_fill(null::uuid, array[batch_size]);
+        end if;
         select coalesce(pg_catalog.bool_and(sessionlog._is_valid_id(v)), true) into batch_ok
         from (select distinct v
               from unnest(users operator(pg_catalog.||) session_tokens
@@ -167,7 +181,6 @@ begin
         session_uuids := pg_catalog.array_fill(null::uuid, array[batch_size]);
         session_tokens := users;
         roles := users;
-        contents := users;
         models := users;
         idempotency_keys := users;
         token_counts := pg_catalog.array_fill(null::integer, array[batch_size]);
@@ -222,7 +235,7 @@ begin
             session_uuids[i + 1] := ref.session_uuid;
             session_tokens[i + 1] := ref.session_token;
             roles[i + 1] := sessionlog._choice(element ->> 'role', label || '.role', sessionlog._message_roles());
-            contents[i + 1] := sessionlog._content(element ->> 'content', label || '.content');
+            perform sessionlog._content(element ->> 'content', label || '.content');
             models[i + 1] := sessionlog._bounded_text(element ->> 'model', label || '.model', 255);
             token_counts[i + 1] := (element ->> 'tokens')::numeric::integer;
             metadatas[i + 1] := sessionlog._metadata(element -> 'metadata', label || '.metadata');
@@ -289,16 +302,22 @@ begin
     select created_sessions operator(pg_catalog.||) coalesce(pg_catalog.array_agg(id), '{}')
     into created_sessions from inserted;
 
-    perform from sessionlog.sessions s
-    where s.id = any (session_uuids)
-    order by s.id
-    for no key update;
+    -- The sessions locked, as they are now: nobody else moves their counts
+    -- until we commit.
+    select pg_catalog.array_agg(l.id), pg_catalog.array_agg(l.user_id), pg_catalog.array_agg(l.message_count)
+    into locked_ids, locked_owners, message_counts
+    from (select s.id, s.user_id, s.message_count
+          from sessionlog.sessions s
+          where s.id = any (session_uuids)
+          order by s.id
+          for no key update) l;
 
     select p.i, p.sid into bad
     from (select x.sid, x.u, pg_catalog.min(x.ord) - 1 as i
           from unnest(session_uuids, users) with ordinality x (sid, u, ord)
           group by x.sid, x.u) p
-    where not exists (select from sessionlog.sessions s where s.id = p.sid and s.user_id = p.u)
+    where not exists (select from unnest(locked_ids, locked_owners) l (id, owner)
+                      where l.id = p.sid and l.owner = p.u)
     order by p.i limit 1;
     if found then
         perform sessionlog._not_owner(bad.sid, pg_catalog.format('messages[%s].session_id', bad.i));
@@ -308,12 +327,18 @@ begin
     -- must come with the same message.
     has_keys := pg_catalog.cardinality(pg_catalog.array_remove(idempotency_keys, null)) > 0;
     if has_keys then
+        -- Each element's first element with the same key in the same session.
+        select pg_catalog.array_agg(x.first_ord order by x.ord) into first_ords
+        from (select x.ord,
+                     case when x.cmid is null then x.ord
+                          else pg_catalog.min(x.ord) over (partition by x.sid, x.cmid) end as first_ord
+              from unnest(session_uuids, idempotency_keys) with ordinality x (sid, cmid, ord)) x;
         with batch as (
             select x.*, x.ord - 1 as i,
-                   pg_catalog.min(x.ord) over (partition by x.sid, x.cmid) as first_ord
-            from unnest(users, session_uuids, roles, contents, models, token_counts,
-                                   metadatas, idempotency_keys)
-                 with ordinality x (u, sid, role, content, model, tokens, metadata, cmid, ord)
+                   messages operator(pg_catalog.#>>) array[(x.ord - 1)::text, 'content'] as content
+            from unnest(users, session_uuids, roles, models, token_counts, metadatas, idempotency_keys,
+                        first_ords)
+                 with ordinality x (u, sid, role, model, tokens, metadata, cmid, first_ord, ord)
         )
         select b.i, b.cmid, b.sid, coalesce(m.position::text, 'messages[' || (f.i) || ']') as holder
         into bad
@@ -341,14 +366,29 @@ begin
         end if;
     end if;
 
+    -- The element that created each new session and user: its first one.
+    if pg_catalog.cardinality(created_sessions) > 0 then
+        select pg_catalog.array_agg(x.first) into session_creators
+        from (select pg_catalog.min(x.ord) as first
+              from unnest(session_uuids) with ordinality x (sid, ord)
+              where x.sid = any (created_sessions)
+              group by x.sid) x;
+    end if;
+    if pg_catalog.cardinality(created_users) > 0 then
+        select pg_catalog.array_agg(x.first) into user_creators
+        from (select pg_catalog.min(x.ord) as first
+              from unnest(users) with ordinality x (u, ord)
+              where x.u = any (created_users)
+              group by x.u) x;
+    end if;
+
     return query
     with batch as (
-        select x.*,
-               case when x.cmid is null then x.ord
-                    else pg_catalog.min(x.ord) over (partition by x.sid, x.cmid) end as first_ord
-        from unnest(users, session_uuids, roles, contents, models, token_counts,
-                               metadatas, idempotency_keys)
-             with ordinality x (u, sid, role, content, model, tokens, metadata, cmid, ord)
+        select x.u, x.sid, x.role, x.model, x.tokens, x.metadata, x.cmid, x.ord,
+               coalesce(x.first_ord, x.ord) as first_ord
+        from unnest(users, session_uuids, roles, models, token_counts, metadatas,
+                    idempotency_keys, first_ords)
+             with ordinality x (u, sid, role, model, tokens, metadata, cmid, first_ord, ord)
     ), original as (
         -- A batch without keys never looks at the messages: the condition on
         -- the variable alone runs once, before the join (whatever plan the
@@ -360,15 +400,18 @@ begin
         where has_keys
     ), fresh as (
         select b.*, pg_catalog.gen_random_uuid() as message_id,
-               s.message_count + pg_catalog.row_number() over (partition by b.sid order by b.ord) as position
+               l.message_count + pg_catalog.row_number() over (partition by b.sid order by b.ord) as position
         from batch b
-        join sessionlog.sessions s on s.id = b.sid
+        join unnest(locked_ids, message_counts) l (id, message_count) on l.id = b.sid
         where b.ord = b.first_ord
           and not exists (select from original o where o.ord = b.ord)
     ), inserted as (
         insert into sessionlog.messages
             (id, user_id, session_id, position, role, content, model, tokens, metadata, client_message_id)
-        select message_id, u, sid, position, role, content, model, tokens, metadata, cmid
+        -- The content from the request itself: the batch never copies it.
+        select message_id, u, sid, position, role,
+               messages operator(pg_catalog.#>>) array[(ord - 1)::text, 'content'],
+               model, tokens, metadata, cmid
         from fresh
     ), bumped as (
         update sessionlog.sessions s
@@ -381,8 +424,8 @@ begin
            b.sid,
            coalesce(o.position, f.position),
            coalesce(o.created_at, pg_catalog.now()),
-           b.sid = any (created_sessions) and b.ord = pg_catalog.min(b.ord) over (partition by b.sid),
-           b.u = any (created_users) and b.ord = pg_catalog.min(b.ord) over (partition by b.u),
+           b.ord = any (session_creators),
+           b.ord = any (user_creators),
            o.id is not null or b.ord <> b.first_ord
     from batch b
     left join original o on o.ord = b.first_ord
