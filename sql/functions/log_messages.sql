@@ -44,8 +44,8 @@ declare
     locked_owners text[];
     message_counts bigint[];
     first_ords bigint[];
-    session_creators bigint[] := '{}';
-    user_creators bigint[] := '{}';
+    session_creators bigint[] := '{}'::bigint[];
+    user_creators bigint[] := '{}'::bigint[];
     bad record;
     batch_ok boolean;
     has_keys boolean;
