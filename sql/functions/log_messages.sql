@@ -24,6 +24,7 @@ declare
     accepted_keys constant text[] :=
         '{user_id,session_id,role,content,model,tokens,metadata,client_message_id}'::text[];
     batch_size integer;
+    text_bytes bigint;
     element jsonb;
     label text;
     unknown_key text;
@@ -74,14 +75,21 @@ begin
 
     -- A batch's JSON text is at most 32 MiB; its binary size bounds the text
     -- (escapes take at most 6 bytes a byte), so most batches skip the count.
-    if pg_catalog.pg_column_size(messages) > 33554432 / 6
-       and pg_catalog.octet_length(messages::text) > 33554432 then
-        raise exception using
-            errcode = 'invalid_parameter_value',
-            message = sessionlog._invalid('messages',
-                pg_catalog.format('[%s bytes]', pg_catalog.octet_length(messages::text)),
-                'is larger than 32 MiB as JSON text'),
-            hint = 'split the batch into calls of at most 32 MiB';
+    -- Counted element by element: the whole batch as text would hold it in
+    -- memory once more (a 32 MiB batch's text takes 64 MiB to build). An
+    -- array's text is its elements', with ", " between them, in brackets.
+    if pg_catalog.pg_column_size(messages) > 33554432 / 6 then
+        text_bytes := 0;
+        for i in 0 .. batch_size - 1 loop
+            text_bytes := text_bytes + pg_catalog.octet_length((messages -> i)::text) + 2;
+        end loop;
+        if text_bytes > 33554432 then
+            raise exception using
+                errcode = 'invalid_parameter_value',
+                message = sessionlog._invalid('messages', pg_catalog.format('[%s bytes]', text_bytes),
+                    'is larger than 32 MiB as JSON text'),
+                hint = 'split the batch into calls of at most 32 MiB';
+        end if;
     end if;
 
     if batch_size = 0 then
