@@ -6,8 +6,8 @@ sessions: 80% of the calls go to a small hot set (8 users x 4 sessions, so
 clients keep meeting on the same session rows), 20% to a long tail (100,000
 users x 1,000 sessions, so parents keep being created). A quarter of the
 sessions are addressed by a UUID derived from the user, the rest by token.
-The run is bounded in time: ``LOAD_SECONDS`` (8 s) by default, 120 s with
---long. Then, in SQL: no orphan row, positions 1..N without a gap in every
+The default run is a fixed number of calls (``CALLS_PER_CLIENT`` per client,
+a fraction of a second); --long runs for 120 s. Then, in SQL: no orphan row, positions 1..N without a gap in every
 session with message_count = N, as many rows as pgbench reports successful
 transactions (per script), and zero errors. The same for the mixed flows
 (log_message, log_interaction, log_messages, store_behavioral_vector,
@@ -31,8 +31,10 @@ from tests.pgserver import default_bindir
 from tests.test_faults import violations
 from tests.test_isolation import show_figures
 
-# A few seconds already mix every script many times over; --long runs 120 s.
-LOAD_SECONDS = int(os.environ.get("SESSIONLOG_LOAD_SECONDS", "3"))
+# 2,000 calls already meet on every hot session (a given one of the 32 is
+# missed by 1,600 hot calls with probability (31/32)^1600, ~1e-22) and mix
+# every script of MIXED at least ~180 times; --long runs for 120 s.
+CALLS_PER_CLIENT = int(os.environ.get("SESSIONLOG_LOAD_CALLS_PER_CLIENT", "250"))
 LONG_LOAD_SECONDS = 120
 CLIENTS = 8
 # One pgbench thread drives the 8 connections: pgbench adds up its per-script
@@ -117,18 +119,19 @@ class Run:
     output: str
 
 
-def pgbench(dsn_params: dict[str, str], scripts: dict[str, int], seconds: int,
+def pgbench(dsn_params: dict[str, str], scripts: dict[str, int], bound: list[str],
             tmp_path: Path) -> Run:
-    """Runs pgbench with these scripts (name: weight) and parses its report."""
+    """Runs pgbench with these scripts (name: weight) for ``bound`` (``-t N``
+    calls per client or ``-T seconds``) and parses its report."""
     files = []
     for name, weight in scripts.items():
         path = tmp_path / f"{name}.sql"
         path.write_text(SCRIPTS[name])
         files += ["-f", f"{path}@{weight}"]
     argv = [str(default_bindir() / "pgbench"), "-n", "-c", str(CLIENTS), "-j", str(THREADS),
-            "-T", str(seconds), "-h", dsn_params["host"], "-p", dsn_params["port"],
+            *bound, "-h", dsn_params["host"], "-p", dsn_params["port"],
             "-U", dsn_params["user"], *files, dsn_params["dbname"]]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120,
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=LONG_LOAD_SECONDS + 120,
                           check=False)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
@@ -183,8 +186,10 @@ def params(dsn: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def seconds(request: pytest.FixtureRequest) -> int:
-    return LONG_LOAD_SECONDS if request.node.get_closest_marker("long") else LOAD_SECONDS
+def bound(request: pytest.FixtureRequest) -> list[str]:
+    if request.node.get_closest_marker("long"):
+        return ["-T", str(LONG_LOAD_SECONDS)]
+    return ["-t", str(CALLS_PER_CLIENT)]
 
 
 @pytest.mark.parametrize("scripts", [
@@ -195,7 +200,7 @@ def seconds(request: pytest.FixtureRequest) -> int:
 ])
 def test_pgbench_contended_load_keeps_every_invariant(
         request: pytest.FixtureRequest, dsn: str, db: psycopg.Connection, tmp_path: Path,
-        seconds: int, scripts: dict[str, int]) -> None:
-    run = pgbench(params(dsn), scripts, seconds, tmp_path)
+        bound: list[str], scripts: dict[str, int]) -> None:
+    run = pgbench(params(dsn), scripts, bound, tmp_path)
     FIGURES[f"tps {request.node.callspec.id}"] = round(run.tps)
     check(db, run, scripts)
