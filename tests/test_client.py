@@ -431,7 +431,7 @@ def test_closed_connection_raises_connection_failed(dsn: str) -> None:
 
 
 def test_refused_connection_raises_connection_failed(dsn: str) -> None:
-    with SessionLog(f"{dsn} user=no_such_role", timeout=1) as log:
+    with SessionLog(f"{dsn} user=no_such_role", timeout=0.2) as log:
         with pytest.raises(ConnectionFailed):
             log.list_sessions(user_id="u")
 
