@@ -212,12 +212,23 @@ def supabase_db(pg_server: pgserver.TestServer) -> Iterator[SupabaseLikeDatabase
         yield db
 
 
+@pytest.fixture(scope="module")
+def installed_once(pg_server: pgserver.TestServer, bundle_file: Path
+                   ) -> Iterator[SupabaseLikeDatabase]:
+    """A Supabase-like database with the bundle applied twice by psql, made
+    once for the module: the tests that take it change data, not the catalog."""
+    with SupabaseLikeDatabase(pg_server) as db:
+        apply_bundle("psql", db, bundle_file)
+        apply_bundle("psql", db, bundle_file)
+        yield db
+
+
 @pytest.fixture
-def installed(supabase_db: SupabaseLikeDatabase, bundle_file: Path) -> SupabaseLikeDatabase:
-    """The Supabase-like database with the bundle applied twice by psql."""
-    apply_bundle("psql", supabase_db, bundle_file)
-    apply_bundle("psql", supabase_db, bundle_file)
-    return supabase_db
+def installed(installed_once: SupabaseLikeDatabase) -> SupabaseLikeDatabase:
+    """The installed database, its tables empty at the start of the test."""
+    with psycopg.connect(installed_once.admin_dsn(), autocommit=True) as admin:
+        admin.execute("delete from sessionlog.users")  # everything hangs off users
+    return installed_once
 
 
 @pytest.fixture
