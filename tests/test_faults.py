@@ -504,7 +504,7 @@ def start_durable(server: pgserver.TestServer) -> None:
 def durable_server() -> Iterator[pgserver.TestServer]:
     """A server of its own, restarted with durability on: fsync,
     synchronous_commit, full_page_writes. Stopped and removed at the end."""
-    server = pgserver.TestServer()
+    server = pgserver.TestServer(in_memory=False)  # its fsync reaches a disk
     try:
         server.start()  # initdb, and the durability-off options of the shared server...
         pg_ctl(server, "-m", "fast", "-w", "stop")
