@@ -45,9 +45,6 @@ from tests.postgrest_stub import PostgrestStub, sign_jwt
 from tests.test_client import snapshot
 from tests.test_isolation import show_figures
 
-# supabase-py 2.34 warns about its own use of postgrest's deprecated options.
-pytestmark = pytest.mark.filterwarnings("ignore:The '.*' parameter is deprecated:DeprecationWarning")
-
 SERVICE_KEY = sign_jwt({"role": "service_role", "iss": "supabase"})
 INTEGER_PARAMS = ("tokens", "max_rows")
 

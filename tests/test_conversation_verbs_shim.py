@@ -34,9 +34,6 @@ from tests.test_supabase import (  # noqa: F401  (fixtures)
     service,
 )
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The '.*' parameter is deprecated:DeprecationWarning")
-
 
 def age(db: psycopg.Connection, days: int) -> None:
     db.execute("update sessionlog.sessions set last_activity_at = last_activity_at"

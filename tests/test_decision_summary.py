@@ -59,7 +59,6 @@ async def test_async_summary_matches_sync(dsn):
         assert await alog.auth_decision_summary(user_id="u1") == expected
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_supabase_summary_matches_sync(dsn):
     from supabase import create_client
 

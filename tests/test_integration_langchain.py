@@ -47,7 +47,6 @@ from tests.test_integration_shared import (  # noqa: E402, F401
     IDS,
     JSON,
     JSON_OBJECTS,
-    SUPABASE_WARNINGS,
     TEXT,
     async_log,
     new_key,
@@ -100,7 +99,6 @@ async def test_every_message_kind_reads_back_equal_async(async_log: AsyncSession
     assert await history.aget_messages() == []
 
 
-@SUPABASE_WARNINGS
 def test_every_message_kind_reads_back_equal_over_supabase(
         supabase_log: SupabaseSessionLog) -> None:
     history = SessionLogChatMessageHistory(new_key(), user_id="u1", log=supabase_log)
@@ -111,7 +109,6 @@ def test_every_message_kind_reads_back_equal_over_supabase(
     assert history.messages == []
 
 
-@SUPABASE_WARNINGS
 def test_a_signed_in_user_keeps_a_history_of_their_own_over_supabase(
         supabase_as_user: Any) -> None:
     key = new_key()

@@ -43,7 +43,6 @@ from tests.test_integration_shared import (  # noqa: E402, F401
     ASYNC,
     IDS,
     JSON,
-    SUPABASE_WARNINGS,
     TEXT,
     async_log,
     new_key,
@@ -103,7 +102,6 @@ async def test_every_message_kind_reads_back_equal_async(async_log: AsyncSession
     assert await store.aget_keys() == []
 
 
-@SUPABASE_WARNINGS
 def test_every_message_kind_reads_back_equal_over_supabase(
         supabase_log: SupabaseSessionLog) -> None:
     store = SessionLogChatStore(user_id="u1", log=supabase_log)

@@ -29,7 +29,6 @@ from tests.test_integration_shared import (  # noqa: E402, F401
     ASYNC,
     IDS,
     JSON,
-    SUPABASE_WARNINGS,
     TEXT,
     async_log,
     new_key,
@@ -88,7 +87,6 @@ async def test_over_a_sync_client(sync_log: SessionLog) -> None:
     assert await session.pop_item() == every_kind()[-1]
 
 
-@SUPABASE_WARNINGS
 async def test_over_supabase(supabase_log: SupabaseSessionLog) -> None:
     session = SessionLogSession(new_key(), user_id="u1", log=supabase_log)
     await session.add_items(every_kind())

@@ -24,8 +24,6 @@ SERVICE_KEY = sign_jwt({"role": "service_role", "iss": "supabase"})
 ANON_KEY = sign_jwt({"role": "anon", "iss": "supabase"})
 
 # supabase-py 2.34 warns about its own use of postgrest's deprecated options.
-SUPABASE_WARNINGS = pytest.mark.filterwarnings(
-    "ignore:The '.*' parameter is deprecated:DeprecationWarning")
 
 # Async tests share the session's event loop with the async fixtures (pyproject
 # sets the fixtures' loop scope to "session"), where the async pools live.

@@ -73,7 +73,6 @@ def test_readme_python_block_runs(dsn, index):
         assert_python_block_output(index, result.stdout, again=again)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_readme_supabase_block_runs(dsn, monkeypatch, capsys):
     code = blocks("python")[2]
     with PostgrestStub(dsn) as api:

@@ -42,9 +42,6 @@ from tests.postgrest_stub import PostgrestStub, sign_jwt
 from tests.test_client import snapshot
 
 # supabase-py 2.34 warns about its own use of postgrest's deprecated options.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The '.*' parameter is deprecated:DeprecationWarning")
-
 ALICE, BOB = "alice", "bob"
 BOB_CHAT = "bob-chat"
 

@@ -32,9 +32,6 @@ from tests.postgrest_stub import PostgrestStub, sign_jwt
 from tests.test_client import assert_typed, new_session, snapshot
 
 # supabase-py 2.34 warns about its own use of postgrest's deprecated options.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The '.*' parameter is deprecated:DeprecationWarning")
-
 ANON_KEY = sign_jwt({"role": "anon", "iss": "supabase"})
 SERVICE_KEY = sign_jwt({"role": "service_role", "iss": "supabase"})
 

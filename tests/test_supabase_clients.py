@@ -21,8 +21,6 @@ from supabase import Client, create_client
 from sessionlog import SessionLog
 from tests.postgrest_stub import PostgrestStub, content_range, sign_jwt
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # supabase-py's own
-
 JS = Path(__file__).resolve().parent / "js"
 SERVICE_KEY = sign_jwt({"role": "service_role"})
 

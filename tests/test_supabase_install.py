@@ -62,9 +62,6 @@ from tests.test_postgrest_roles import (
 )
 
 # supabase-py 2.34 warns about its own use of postgrest's deprecated options.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The '.*' parameter is deprecated:DeprecationWarning")
-
 REPO = Path(__file__).resolve().parents[1]
 MIGRATIONS = ["0001_roles", "0002_core", "0003_strict_id_check", "0004_definer_functions",
               "0005_conversation_verbs", "0006_procedural_id_check"]
