@@ -337,6 +337,22 @@ def test_prune_sessions_deletes_oldest_first_in_bounded_batches_with_everything_
     assert table_counts(db)["users"] == 6
 
 
+@pytest.mark.parametrize("max_sessions", ["omitted", None])
+def test_prune_sessions_deletes_at_most_1000_sessions_by_default(db, max_sessions):
+    """max_sessions omitted or NULL: batches of 1000."""
+    db.execute("select count(*) from generate_series(1, 1001) g,"
+               " log_message(user_id => 'user' || g % 7, session_id => 'old-' || g,"
+               "             role => 'user', content => 'x')")
+    age(db, 40)
+    cutoff = db.execute("select now() - interval '30 days' as t").fetchone()["t"]
+    batch = {} if max_sessions == "omitted" else {"max_sessions": None}
+    first = call_one(db, "prune_sessions", inactive_before=cutoff, **batch)
+    assert (first["sessions_deleted"], first["messages_deleted"], first["more"]) == \
+        (1000, 1000, True)
+    second = call_one(db, "prune_sessions", inactive_before=cutoff, **batch)
+    assert (second["sessions_deleted"], second["more"]) == (1, False)
+
+
 def test_prune_sessions_for_one_user(db):
     log(db, "u1", "a", "x")
     log(db, "u2", "a", "x")

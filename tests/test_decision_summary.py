@@ -43,6 +43,21 @@ def test_summary_window_excludes_decisions_outside_it(dsn, db):
     assert week["allow"] == 2
 
 
+def test_the_default_window_is_the_last_24_hours(dsn, db):
+    """since omitted or NULL: 24 hours back from until (now)."""
+    with SessionLog(dsn) as log:
+        for hours in (23, 25):
+            _store(log, "allow", 0.9, session=f"{hours}-hours-ago")
+            db.execute("update sessionlog.auth_decisions d"
+                       " set created_at = now() - make_interval(hours => %s)"
+                       " from sessionlog.sessions s where s.id = d.session_id and s.token = %s",
+                       [hours, f"{hours}-hours-ago"])
+        omitted = {r.decision: r.decisions for r in log.auth_decision_summary(user_id="u1")}
+    null = {r["decision"]: r["decisions"] for r in db.execute(
+        "select * from auth_decision_summary(user_id => 'u1', since => null, until => null)")}
+    assert omitted["allow"] == null["allow"] == 1
+
+
 def test_summary_refuses_a_window_that_ends_before_it_starts(dsn):
     now = dt.datetime.now(dt.timezone.utc)
     with SessionLog(dsn) as log, pytest.raises(InvalidArgument) as caught:
